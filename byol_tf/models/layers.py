@@ -1,0 +1,183 @@
+"""Building blocks shared by the encoder and the heads.
+
+`WSConv2D` is a weight-standardized convolution, `conv()` and `normalization()`
+are factories that pick the convolution and normalization layers for one of the
+normalization schemes in `NORMS`:
+
+- `"batch"`: plain convolutions followed by batch normalization (the paper).
+- `"group_ws"`: weight-standardized convolutions followed by group
+  normalization; no batch statistics anywhere (Richemond et al. 2020).
+- `"none"`: plain convolutions with a bias and no normalization layer.
+"""
+
+import keras
+from keras import ops
+
+NORMS = ("batch", "group_ws", "none")
+
+# He initialization with fan_out (as in torchvision's ResNet). Truncated normal
+# keeps the Keras convention of `he_normal`; the variance is the same.
+CONV_KERNEL_INITIALIZER = keras.initializers.VarianceScaling(
+    scale=2.0, mode="fan_out", distribution="truncated_normal"
+)
+
+
+def check_norm(norm):
+    """Raises `ValueError` unless `norm` is one of `NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"`norm` must be one of {NORMS}. Received: norm={norm!r}")
+
+
+@keras.saving.register_keras_serializable(package="byol_tf")
+class WSConv2D(keras.layers.Conv2D):
+    """2D convolution with a weight-standardized kernel.
+
+    On every call the kernel is standardized per output channel over its
+    `(kernel_h, kernel_w, in_channels)` axes, `(w - mean) / sqrt(var + eps)`,
+    and the standardized kernel is convolved with the inputs. The stored
+    variable stays unstandardized, so gradients flow through the
+    standardization. Standardization runs in float32 even under a mixed
+    precision policy; only the convolution runs in the compute dtype.
+
+    Args:
+        epsilon: Small float added to the variance. Defaults to `1e-5`.
+        **kwargs: Arguments of `keras.layers.Conv2D` (`filters`,
+            `kernel_size`, `strides`, `padding`, ...). Defaults to those of
+            `keras.layers.Conv2D`.
+
+    Example:
+
+    >>> layer = WSConv2D(8, 3, padding="same", use_bias=False)
+    >>> layer(keras.ops.ones((2, 16, 16, 3))).shape
+    (2, 16, 16, 8)
+
+    References:
+        - [Qiao et al., 2019](https://arxiv.org/abs/1903.10520)
+        - [Richemond et al., 2020](https://arxiv.org/abs/2010.10241)
+    """
+
+    def __init__(self, *args, epsilon=1e-5, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(epsilon, (int, float)) or epsilon < 0:
+            raise ValueError(
+                f"`epsilon` must be a non-negative number. Received: epsilon={epsilon}"
+            )
+        self.epsilon = float(epsilon)
+        # Variables (and inputs) are cast by hand in `call()` so that the
+        # standardization is not done in bfloat16/float16.
+        self.autocast = False
+
+    def standardized_kernel(self):
+        """Returns the standardized kernel, float32, same shape as `kernel`."""
+        kernel = ops.cast(self.kernel, "float32")
+        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+        var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
+        return (kernel - mean) * ops.rsqrt(var + self.epsilon)
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        kernel = ops.cast(self.standardized_kernel(), self.compute_dtype)
+        outputs = self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            bias = ops.cast(self.bias, self.compute_dtype)
+            if self.data_format == "channels_last":
+                bias = ops.reshape(bias, (1, 1, 1, self.filters))
+            else:
+                bias = ops.reshape(bias, (1, self.filters, 1, 1))
+            outputs = ops.add(outputs, bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["epsilon"] = self.epsilon
+        return config
+
+
+def conv(norm, filters, kernel_size, strides=1, name=None, **kwargs):
+    """Returns the convolution layer that goes with the normalization `norm`.
+
+    Padding is always `"same"` (TensorFlow SAME, as in the released BYOL
+    checkpoints). Convolutions followed by a normalization layer have no bias;
+    with `norm="none"` they have one, since nothing else provides an offset.
+    Kernels use He initialization with fan_out (truncated normal).
+
+    Args:
+        norm: One of `NORMS`. `"group_ws"` gives a `WSConv2D`, the others a
+            `keras.layers.Conv2D`. No default.
+        filters: Number of output channels. No default.
+        kernel_size: Integer or pair of integers. No default.
+        strides: Integer or pair of integers. Defaults to `1`.
+        name: Layer name. Defaults to `None` (automatic name).
+        **kwargs: Extra arguments for the layer (e.g. `epsilon` of
+            `WSConv2D`). Defaults to none.
+
+    Example:
+
+    >>> conv("group_ws", 64, 3, 2, name="stage2_block1_conv2")  # a WSConv2D
+    """
+    check_norm(norm)
+    cls = WSConv2D if norm == "group_ws" else keras.layers.Conv2D
+    return cls(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=norm == "none",
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=name,
+        **kwargs,
+    )
+
+
+def normalization(
+    norm,
+    name,
+    *,
+    sync_batch_norm=False,
+    momentum=0.9,
+    epsilon=1e-5,
+    groups=32,
+    gamma_initializer="ones",
+):
+    """Returns the normalization layer for the scheme `norm`, or `None`.
+
+    Args:
+        norm: One of `NORMS`: `"batch"` gives `BatchNormalization`,
+            `"group_ws"` gives `GroupNormalization`, `"none"` gives `None`
+            (the caller skips the layer). No default.
+        name: Layer name. No default.
+        sync_batch_norm: Whether batch statistics are computed over the global
+            batch across replicas (`synchronized=True`). Defaults to `False`.
+        momentum: Batch norm moving-average decay. Defaults to `0.9`.
+        epsilon: Small float added to the variance. Defaults to `1e-5`.
+        groups: Number of groups of the group normalization. Defaults to `32`.
+        gamma_initializer: Initializer of the scale; `"zeros"` for the last
+            norm of a residual block with zero-init. Defaults to `"ones"`.
+
+    Example:
+
+    >>> layer = normalization("batch", "stem_norm", sync_batch_norm=True)
+
+    References:
+        - [Ioffe & Szegedy, 2015](https://arxiv.org/abs/1502.03167)
+        - [Wu & He, 2018](https://arxiv.org/abs/1803.08494)
+    """
+    check_norm(norm)
+    if norm == "batch":
+        return keras.layers.BatchNormalization(
+            momentum=momentum,
+            epsilon=epsilon,
+            gamma_initializer=gamma_initializer,
+            synchronized=sync_batch_norm,
+            name=name,
+        )
+    if norm == "group_ws":
+        return keras.layers.GroupNormalization(
+            groups=groups,
+            epsilon=epsilon,
+            gamma_initializer=gamma_initializer,
+            name=name,
+        )
+    return None
