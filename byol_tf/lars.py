@@ -1,4 +1,4 @@
-"""LARS optimizer with BYOL's coupled weight decay and per-variable exclusions."""
+"""LARS optimizer with BYOL's coupled weight decay and exclusions."""
 
 import re
 

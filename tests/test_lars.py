@@ -33,12 +33,14 @@ def _variables(rng):
         "gamma": keras.Variable(1.0 + rng.normal(size=(3,)), name="gamma"),
         "skip_kernel": keras.Variable(rng.normal(size=(3, 2)), name="skip_k"),
         "zero_kernel": keras.Variable(np.zeros((2, 2)), name="zero_kernel"),
-        "head_kernel": keras.Variable(rng.normal(size=(2, 5)), name="head_kernel"),
+        "head_kernel": keras.Variable(
+            rng.normal(size=(2, 5)), name="head_kernel"
+        ),
     }
 
 
 EXCLUDED = {"bias", "gamma", "skip_kernel"}
-# lr_multipliers={"head": 10, "kernel": 3}: the first match wins for head_kernel.
+# lr_multipliers={"head": 10, "kernel": 3}: first match wins for head_kernel.
 MULT = {"kernel": 3.0, "zero_kernel": 3.0, "head_kernel": 10.0}
 
 
@@ -148,7 +150,8 @@ def test_config_round_trip():
         assert config[key] == pytest.approx(value), key
     restored = LARS.from_config(config)
     assert restored.get_config() == config
-    assert restored.lars_weight_decay == 1.5e-6 and restored.weight_decay is None
+    assert restored.lars_weight_decay == 1.5e-6
+    assert restored.weight_decay is None
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert isinstance(restored, LARS)
     assert restored.get_config() == config
@@ -231,7 +234,8 @@ def test_mirrored_strategy_two_cpus():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][0]
     w, b = json.loads(line[len("RESULT"):])
-    w0, g = np.array([[3.0, 0.0], [0.0, 4.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    w0 = np.array([[3.0, 0.0], [0.0, 4.0]])
+    g = np.array([[0.0, 1.0], [1.0, 0.0]])
     expected_w, _ = numpy_lars_step(w0, g, 0 * w0, 0.1, 0.9, 0.5, 0.2, False)
     expected_b, _ = numpy_lars_step(
         np.array([1.0, 2.0]), np.array([1.0, -1.0]), np.zeros(2),
