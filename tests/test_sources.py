@@ -1,0 +1,206 @@
+"""Tests for byol_tf.data.sources on small real image trees and mocked / tiny TFDS sets."""
+
+import collections
+import os
+import shutil
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from byol_tf.data import sources
+
+CIFAR = "/work/cifar"
+pytestmark = pytest.mark.skipif(not os.path.isdir(CIFAR), reason="needs CIFAR-10 JPEGs")
+CLASSES = ("airplane", "bird", "cat")
+
+
+def _config(**kwargs):
+    base = dict(source="folder", name="cifar10", data_dir=None, train_split="train",
+                eval_split="test")
+    base.update(kwargs)
+    return ml_collections.ConfigDict(base)
+
+
+def _make_tree(root, split="train", per_class=(4, 3, 5), png_class="cat"):
+    """Copies real CIFAR JPEGs into root/split/<class>/; one class also gets PNG files."""
+    for name, n in zip(CLASSES, per_class):
+        os.makedirs(os.path.join(root, split, name), exist_ok=True)
+        for i in range(n):
+            src = os.path.join(CIFAR, "train", name, f"{i:04d}.jpg")
+            if name == png_class and i % 2:
+                png = tf.io.encode_png(tf.io.decode_jpeg(tf.io.read_file(src)))
+                tf.io.write_file(os.path.join(root, split, name, f"{i:04d}.PNG"), png)
+            else:
+                shutil.copy(src, os.path.join(root, split, name, f"{i:04d}.jpg"))
+    return root
+
+
+def _examples(ds):
+    return [(ex["image"].numpy(), int(ex["label"])) for ex in ds]
+
+
+def test_folder_labels_counts_and_png(tmp_path):
+    root = _make_tree(str(tmp_path))
+    ds, info = sources.load_source(_config(data_dir=root), "train")
+    assert info == sources.SourceInfo(12, 3, CLASSES, "cifar10")
+    examples = _examples(ds)
+    assert collections.Counter(y for _, y in examples) == {0: 4, 1: 3, 2: 5}
+    assert ds.element_spec["image"].dtype == tf.string
+    assert ds.element_spec["label"].dtype == tf.int32
+    pngs = [img for img, _ in examples if img.startswith(b"\x89PNG")]
+    assert len(pngs) == 2
+    # The bytes are the files, unchanged.
+    first = open(os.path.join(root, "train", "airplane", "0000.jpg"), "rb").read()
+    assert examples[0] == (first, 0)
+
+
+def test_folder_without_split_folder_is_train(tmp_path):
+    root = _make_tree(str(tmp_path))
+    _, info = sources.load_source(_config(data_dir=os.path.join(root, "train")), "train")
+    assert info.num_examples == 12 and info.class_names == CLASSES
+
+
+def test_folder_sharding_partitions_files(tmp_path):
+    root = _make_tree(str(tmp_path))
+    cfg = _config(data_dir=root)
+    everything = sorted(img for img, _ in _examples(sources.load_source(cfg, "train")[0]))
+    shards = []
+    for i in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i)
+        ds, info = sources.load_source(cfg, "train", ctx)
+        assert info.num_examples == 12  # info describes the whole split
+        shards.append([img for img, _ in _examples(ds)])
+    assert len(shards[0]) == 6 and len(shards[1]) == 6
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == everything
+
+
+def test_folder_shuffle_files_is_seeded(tmp_path):
+    root = _make_tree(str(tmp_path))
+    cfg = _config(data_dir=root)
+    a = _examples(sources.load_source(cfg, "train", shuffle_files=True, seed=3)[0])
+    b = _examples(sources.load_source(cfg, "train", shuffle_files=True, seed=3)[0])
+    plain = _examples(sources.load_source(cfg, "train")[0])
+    assert [y for _, y in a] == [y for _, y in b]
+    assert a != plain and sorted(a) == sorted(plain)
+
+
+def test_sample_source():
+    cfg = _config(source="sample")
+    _, train = sources.load_source(cfg, "train")
+    ds, test = sources.load_source(cfg, "test")
+    assert (train.num_examples, test.num_examples) == (2000, 1000)
+    assert train.num_classes == test.num_classes == 10
+    assert train.class_names[0] == "airplane" and train.class_names[-1] == "truck"
+    labels = [int(y) for y in ds.map(lambda ex: ex["label"])]
+    assert np.bincount(labels).tolist() == [100] * 10
+
+
+def _bad(match, fn, *args):
+    with pytest.raises(sources.DataError, match=match) as err:
+        fn(*args)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_folders(tmp_path):
+    load = sources.load_source
+    msg = _bad("does not exist", load, _config(data_dir=str(tmp_path / "nope")), "train")
+    assert "--config.data.data_dir" in msg
+    _bad("data_dir is not set", load, _config(), "train")
+    _bad("Unknown data source 'bogus'", load, _config(source="bogus"), "train")
+    root = _make_tree(str(tmp_path / "a"))
+    _bad("Split folder 'test' not found.*train", load, _config(data_dir=root), "test")
+    os.makedirs(tmp_path / "b" / "train")
+    _bad("No class folders", load, _config(data_dir=str(tmp_path / "b")), "train")
+    os.makedirs(tmp_path / "b" / "train" / "dog")
+    os.makedirs(tmp_path / "b" / "train" / "cat")
+    _bad("No image files", load, _config(data_dir=str(tmp_path / "b")), "train")
+    shutil.copy(os.path.join(CIFAR, "train", "cat", "0000.jpg"), tmp_path / "b" / "train" / "cat")
+    msg = _bad("is empty", load, _config(data_dir=str(tmp_path / "b")), "train")
+    assert os.path.join("train", "dog") in msg
+
+
+def test_unreadable_files_skipped_and_counted(tmp_path):
+    root = _make_tree(str(tmp_path))
+    cat = os.path.join(root, "train", "cat")
+    open(os.path.join(cat, "empty.jpg"), "wb").close()
+    with open(os.path.join(cat, "noise.jpg"), "wb") as f:
+        f.write(np.random.default_rng(0).integers(0, 256, 500, np.uint8).tobytes())
+    with open(os.path.join(cat, "notes.txt"), "w") as f:
+        f.write("not an image, ignored by extension")
+    paths, labels, _ = sources.list_image_folder(root, "train")
+    assert len(paths) == len(labels) == 12
+    assert not any(p.endswith(("empty.jpg", "noise.jpg")) for p in paths)
+    # Every file of the split unreadable: an error.
+    for name in os.listdir(os.path.join(root, "train")):
+        shutil.rmtree(os.path.join(root, "train", name))
+    os.makedirs(os.path.join(root, "train", "cat"))
+    open(os.path.join(root, "train", "cat", "empty.jpg"), "wb").close()
+    _bad("All 1 image files .* unreadable", sources.list_image_folder, root, "train")
+
+
+def test_unreadable_files_warning(tmp_path, caplog):
+    root = _make_tree(str(tmp_path))
+    open(os.path.join(root, "train", "cat", "empty.jpg"), "wb").close()
+    with caplog.at_level("WARNING"):
+        sources.list_image_folder(root, "train")
+    lines = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("skipped 1 unreadable image files of 13")
+
+
+def test_tfds_mock_cifar10_encoded_and_sharded():
+    cfg = _config(source="tfds", data_dir="/nonexistent/tfds")
+    with tfds.testing.mock_data(num_examples=6):
+        ds, info = sources.load_source(cfg, "train")
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+        shard, _ = sources.load_source(cfg, "train[:50%]", ctx)
+        ex = next(iter(ds))
+    assert info.num_classes == 10  # mocked metadata has no class names
+    assert info.num_examples == 6
+    assert ex["image"].dtype == tf.string and ex["image"].numpy().startswith(b"\x89PNG")
+    assert ex["label"].dtype == tf.int32 and set(ex) == {"image", "label"}
+    assert shard.element_spec["image"].dtype == tf.string
+
+
+class TinyJpegSet(tfds.core.GeneratorBasedBuilder):
+    """A 3-class TFDS set of real CIFAR JPEGs, prepared locally (nothing downloaded)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=list(CLASSES))}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(12), "test": self._generate_examples(5)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            name = CLASSES[i % 3]
+            yield i, {"image": os.path.join(CIFAR, "train", name, f"{i:04d}.jpg"), "label": name}
+
+
+def test_tfds_prepared_splits_sharding_and_errors(tmp_path):
+    TinyJpegSet(data_dir=str(tmp_path)).download_and_prepare()
+    cfg = _config(source="tfds", name="tiny_jpeg_set", data_dir=str(tmp_path))
+    ds, info = sources.load_source(cfg, "train")
+    assert info == sources.SourceInfo(12, 3, CLASSES, "tiny_jpeg_set")
+    images = [img for img, _ in _examples(ds)]
+    assert all(img.startswith(b"\xff\xd8\xff") for img in images)  # still encoded
+    _, part = sources.load_source(cfg, "train[:50%]")
+    assert part.num_examples == 6
+    shards = [_examples(sources.load_source(
+        cfg, "train", tf.distribute.InputContext(2, i, 1))[0]) for i in range(2)]
+    assert sorted(img for img, _ in shards[0] + shards[1]) == sorted(images)
+    assert len(shards[0]) == len(shards[1]) == 6
+    _bad("no split 'bogus'|split 'bogus'", sources.load_source, cfg, "bogus")
+    msg = _bad("TFDS dataset 'cifar10' is not prepared in data_dir", sources.load_source,
+               _config(source="tfds", name="cifar10", data_dir=str(tmp_path / "empty")), "train")
+    assert "tfds build" in msg
+    _bad("Unknown TFDS dataset 'no_such_set'", sources.load_source,
+         _config(source="tfds", name="no_such_set", data_dir=str(tmp_path)), "train")
