@@ -1,0 +1,43 @@
+"""Linear evaluation of a frozen encoder on cached centre-crop features."""
+
+from byol_tf.data import pipeline
+from byol_tf.evaluation import features
+from byol_tf.evaluation import linear
+
+
+def evaluate_encoder(encoder, config, num_classes):
+    """Linear-probe test accuracy of `encoder` (inference-mode BN).
+
+    Features of the training split (capped by `config.eval.max_train_examples`)
+    and of the evaluation split are computed once from centre crops.
+
+    Returns:
+        dict with `top1`, `top5`, `train_top1`, `train_examples`, `test_examples`.
+    """
+    e = config.eval
+    d = config.data
+    train = pipeline.eval_dataset(config, d.train_split, e.batch_size)
+    test = pipeline.eval_dataset(config, d.eval_split, e.batch_size)
+    x_train, y_train = features.extract_features(encoder, train, e.max_train_examples)
+    x_test, y_test = features.extract_features(encoder, test)
+    result = linear.linear_eval(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        num_classes,
+        epochs=e.linear_epochs,
+        learning_rate=e.linear_learning_rate,
+        seed=config.seed,
+    )
+    result.update(train_examples=len(y_train), test_examples=len(y_test))
+    return result
+
+
+def format_table(rows):
+    """Formats `[(name, result_dict)]` as an aligned text table."""
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'encoder':<{width}}  top-1    top-5"]
+    for name, r in rows:
+        lines.append(f"{name:<{width}}  {100 * r['top1']:5.1f}%  {100 * r['top5']:5.1f}%")
+    return "\n".join(lines)

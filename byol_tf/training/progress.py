@@ -1,0 +1,66 @@
+"""Console progress and TensorBoard summaries of a training run."""
+
+import functools
+import math
+import os
+import time
+
+import tensorflow as tf
+
+
+def format_duration(seconds):
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+    """Prints one line per logging interval and writes TensorBoard scalars.
+
+    Scalars go to `<workdir>/train`: `loss`, `probe_accuracy`, `probe_loss`,
+    `embedding_std` (collapse monitor), `learning_rate`, `tau`,
+    `images_per_second`.
+
+    Args:
+        workdir: the run directory.
+        total_steps: steps of the whole run (for the ETA).
+        global_batch_size: images per step.
+        print_fn: where lines go. Defaults to `print` (flushed).
+    """
+
+    def __init__(self, workdir, total_steps, global_batch_size, print_fn=None):
+        self.total_steps = total_steps
+        self.global_batch_size = global_batch_size
+        self.print_fn = print_fn or functools.partial(print, flush=True)
+        self.writer = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+        self._last_time = None
+        self._last_step = None
+
+    def start(self, step):
+        self._last_time, self._last_step = time.perf_counter(), step
+
+    def log(self, step, metrics):
+        """Logs `metrics` (python floats) at `step`; returns images/sec."""
+        now = time.perf_counter()
+        elapsed = max(now - self._last_time, 1e-9)
+        images_per_second = (step - self._last_step) * self.global_batch_size / elapsed
+        self._last_time, self._last_step = now, step
+        metrics = dict(metrics, images_per_second=images_per_second)
+        with self.writer.as_default(step=step):
+            for name, value in metrics.items():
+                tf.summary.scalar(name, value)
+        self.writer.flush()
+        eta = (self.total_steps - step) * self.global_batch_size / max(images_per_second, 1e-9)
+        parts = [f"step {step}/{self.total_steps}", f"loss {metrics['loss']:.4f}"]
+        if "probe_accuracy" in metrics and not math.isnan(metrics["probe_accuracy"]):
+            parts.append(f"probe acc {100 * metrics['probe_accuracy']:.1f}%")
+        parts += [
+            f"emb std {metrics['embedding_std']:.4f}",
+            f"lr {metrics['learning_rate']:.4g}",
+            f"tau {metrics['tau']:.5f}",
+            f"{images_per_second:.1f} img/s",
+            f"ETA {format_duration(eta)}",
+        ]
+        self.print_fn(" | ".join(parts))
+        return images_per_second
