@@ -1,0 +1,203 @@
+"""ResNet v1.5 encoders (depth 18 to 200, any width) for BYOL.
+
+Layer names are part of the API (checkpoints, weight-decay exclusion and
+export match on them). Stages follow the paper's conv2_x..conv5_x numbering,
+blocks are 1-based:
+
+    normalize
+    stem_conv, stem_norm, stem_relu, stem_pool (imagenet stem only)
+    stage{2..5}_block{b}_conv{i}, _norm{i}, _relu{i}   (i = 1..2 basic, 1..3 bottleneck)
+    stage{s}_block{b}_shortcut_conv, _shortcut_norm   (projection shortcuts only)
+    stage{s}_block{b}_add, stage{s}_block{b}_out      (sum and final ReLU)
+    avg_pool
+"""
+
+import numbers
+
+import keras
+
+from byol_tf.models import layers as layers_lib
+
+# depth -> (block type, number of blocks per stage).
+BLOCKS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+STAGE_WIDTHS = (64, 128, 256, 512)
+STEMS = ("auto", "imagenet", "small")
+EXPANSION = {"basic": 1, "bottleneck": 4}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def scaled_channels(channels, width_multiplier):
+    """Channels of a layer of base width `channels` at `width_multiplier`."""
+    return int(round(channels * width_multiplier))
+
+
+def representation_dim(depth=50, width_multiplier=1):
+    """Size of the pooled representation of `resnet(depth, width_multiplier)`.
+
+    Args:
+        depth: One of 18, 34, 50, 101, 152, 200. Defaults to `50`.
+        width_multiplier: Positive number scaling all channels. Defaults to `1`.
+
+    Example:
+
+    >>> representation_dim(50, 2)
+    4096
+    """
+    _check_depth_and_width(depth, width_multiplier)
+    block = BLOCKS[depth][0]
+    return EXPANSION[block] * scaled_channels(STAGE_WIDTHS[-1], width_multiplier)
+
+
+def apply_conv_norm(x, filters, kernel_size, strides, name, suffix="", *, norm,
+                    norm_kwargs, relu=True, zero_gamma=False):
+    """Conv (SAME) -> norm -> optional ReLU, named `{name}_conv{suffix}` etc."""
+    x = layers_lib.conv(norm, filters, kernel_size, strides, name=f"{name}_conv{suffix}")(x)
+    gamma = "zeros" if zero_gamma else "ones"
+    norm_layer = layers_lib.normalization(
+        norm, f"{name}_norm{suffix}", gamma_initializer=gamma, **norm_kwargs)
+    if norm_layer is not None:
+        x = norm_layer(x)
+    if relu:
+        x = keras.layers.ReLU(name=f"{name}_relu{suffix}")(x)
+    return x
+
+
+def apply_stem(x, stem, filters, *, norm, norm_kwargs, name="stem"):
+    """ImageNet stem (7x7/2 conv, 3x3/2 max pool) or small stem (3x3/1 conv)."""
+    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs)
+    if stem == "small":
+        return apply_conv_norm(x, filters, 3, 1, name, **kwargs)
+    x = apply_conv_norm(x, filters, 7, 2, name, **kwargs)
+    return keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{name}_pool")(x)
+
+
+def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
+                         zero_init_last_norm, name):
+    """Basic (3x3, 3x3) or v1.5 bottleneck (1x1, 3x3 with the stride, 1x1) block."""
+    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs)
+    out_channels = EXPANSION[block] * width
+    shortcut = x
+    if strides != 1 or x.shape[-1] != out_channels:
+        shortcut = apply_conv_norm(x, out_channels, 1, strides, f"{name}_shortcut",
+                                   relu=False, **kwargs)
+    if block == "basic":
+        x = apply_conv_norm(x, width, 3, strides, name, "1", **kwargs)
+        x = apply_conv_norm(x, width, 3, 1, name, "2", relu=False,
+                            zero_gamma=zero_init_last_norm, **kwargs)
+    else:
+        x = apply_conv_norm(x, width, 1, 1, name, "1", **kwargs)
+        x = apply_conv_norm(x, width, 3, strides, name, "2", **kwargs)
+        x = apply_conv_norm(x, out_channels, 1, 1, name, "3", relu=False,
+                            zero_gamma=zero_init_last_norm, **kwargs)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.ReLU(name=f"{name}_out")(x)
+
+
+def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
+           sync_batch_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, gn_groups=32,
+           zero_init_last_norm=False, input_shape=(None, None, 3), name="resnet"):
+    """ResNet v1.5 encoder mapping images in `[0, 1]` to a pooled representation.
+
+    The stride of a downsampling bottleneck is on its 3x3 convolution (v1.5),
+    every convolution and pooling uses SAME padding, shortcuts are projections
+    (1x1 conv + norm) when the shape changes. The first layer, `normalize`,
+    applies the ImageNet mean/std. The pooled output is float32 even under a
+    mixed precision policy (`avg_pool` runs in float32), so losses and probes
+    downstream are computed in float32.
+
+    Args:
+        depth: 18 or 34 (basic blocks), 50, 101, 152 or 200 (bottleneck
+            blocks). Defaults to `50`.
+        width_multiplier: Positive number scaling every channel count,
+            `int(round(c * width_multiplier))`; fractions (e.g. `0.5`) give
+            small models. Defaults to `1`.
+        stem: `"imagenet"` (7x7/2 conv + 3x3/2 max pool), `"small"` (3x3/1
+            conv, CIFAR-style) or `"auto"` (`"small"` when both static input
+            sides are known and <= 64, else `"imagenet"`). Defaults to `"auto"`.
+        norm: `"batch"`, `"group_ws"` (group norm + weight-standardized convs)
+            or `"none"` (convs get a bias). Defaults to `"batch"`.
+        sync_batch_norm: Batch statistics over the global batch across
+            replicas. Defaults to `False`.
+        bn_momentum: Batch norm moving-average decay. Defaults to `0.9`.
+        bn_epsilon: Epsilon of batch and group norm. Defaults to `1e-5`.
+        gn_groups: Groups of the group norm; every channel count must be
+            divisible by it when `norm="group_ws"`. Defaults to `32`.
+        zero_init_last_norm: Whether the last norm of each residual branch
+            starts with gamma = 0 (the paper used 1). Defaults to `False`.
+        input_shape: `(height, width, 3)`, `None` for unknown sides.
+            Defaults to `(None, None, 3)`.
+        name: Model name. Defaults to `"resnet"`.
+
+    Example:
+
+    >>> encoder = resnet(depth=18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    >>> encoder.output_shape
+    (None, 256)
+
+    References:
+        - [He et al., 2016](https://arxiv.org/abs/1512.03385)
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
+    """
+    stem = _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape)
+    block, blocks_per_stage = BLOCKS[depth]
+    norm_kwargs = dict(sync_batch_norm=sync_batch_norm, momentum=bn_momentum,
+                       epsilon=bn_epsilon, groups=gn_groups)
+
+    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    x = keras.layers.Normalization(
+        mean=list(IMAGENET_MEAN), variance=[s**2 for s in IMAGENET_STD], name="normalize"
+    )(inputs)
+    x = apply_stem(x, stem, scaled_channels(64, width_multiplier), norm=norm,
+                   norm_kwargs=norm_kwargs)
+    for stage, (base, num_blocks) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
+        for b in range(num_blocks):
+            x = apply_residual_block(
+                x, block, scaled_channels(base, width_multiplier),
+                strides=2 if stage > 0 and b == 0 else 1, norm=norm,
+                norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm,
+                name=f"stage{stage + 2}_block{b + 1}")
+    outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_depth_and_width(depth, width_multiplier):
+    if isinstance(depth, bool) or depth not in BLOCKS:
+        raise ValueError(f"`depth` must be one of {sorted(BLOCKS)}. Received: depth={depth!r}")
+    if (isinstance(width_multiplier, bool) or not isinstance(width_multiplier, numbers.Real)
+            or not width_multiplier > 0 or scaled_channels(64, width_multiplier) < 1):
+        raise ValueError("`width_multiplier` must be a positive number with at least one "
+                         f"stem channel. Received: width_multiplier={width_multiplier!r}")
+
+
+def _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape):
+    """Checks the arguments of `resnet()` and returns the resolved stem."""
+    _check_depth_and_width(depth, width_multiplier)
+    layers_lib.check_norm(norm)
+    if stem not in STEMS:
+        raise ValueError(f"`stem` must be one of {STEMS}. Received: stem={stem!r}")
+    if isinstance(gn_groups, bool) or not isinstance(gn_groups, int) or gn_groups < 1:
+        raise ValueError(f"`gn_groups` must be a positive integer. Received: gn_groups={gn_groups!r}")
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError("`input_shape` must be (height, width, 3). "
+                         f"Received: input_shape={input_shape!r}")
+    if norm == "group_ws":
+        channels = [scaled_channels(c, width_multiplier) for c in (64,) + STAGE_WIDTHS]
+        bad = [c for c in channels if c % gn_groups]
+        if bad:
+            raise ValueError(
+                f"With norm='group_ws' every channel count {channels} must be divisible "
+                f"by `gn_groups`; {bad} are not. Received: gn_groups={gn_groups}, "
+                f"width_multiplier={width_multiplier}")
+    if stem == "auto":
+        sides = input_shape[:2]
+        small = all(s is not None for s in sides) and max(sides) <= 64
+        stem = "small" if small else "imagenet"
+    return stem
