@@ -1,0 +1,137 @@
+"""Tests for byol_tf.data.pipeline on the bundled sample, small folders and mocked TFDS."""
+
+import collections
+import os
+import shutil
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from byol_tf.data import pipeline
+from byol_tf.data import sources
+
+
+def _config(**data):
+    base = dict(source="sample", name="cifar10", data_dir=None, train_split="train",
+                eval_split="test", shuffle_buffer=256, cache=False, image_size=32,
+                eval_crop_fraction=1.0, deterministic=True)
+    base.update(data)
+    return ml_collections.ConfigDict(dict(
+        seed=0, data=base,
+        augment=dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5)))
+
+
+def _first(ds):
+    return {k: v.numpy() for k, v in next(iter(ds)).items()}
+
+
+def _small_tree(root, per_class=5):
+    src = os.path.join(sources.sample_dir(), "test")
+    for name in ("bird", "cat", "dog"):
+        os.makedirs(os.path.join(root, "train", name))
+        for f in sorted(os.listdir(os.path.join(src, name)))[:per_class]:
+            shutil.copy(os.path.join(src, name, f), os.path.join(root, "train", name, f))
+    return root
+
+
+def test_pretrain_shapes_dtypes_and_views_differ():
+    ds = pipeline.pretrain_dataset(_config(cache=True), batch_size=8)
+    spec = ds.element_spec
+    assert spec["view1"].shape == spec["view2"].shape == (8, 32, 32, 3)
+    assert spec["view1"].dtype == tf.uint8 and spec["label"].dtype == tf.int32
+    assert spec["label"].shape == (8,)
+    batch = _first(ds)
+    assert not np.array_equal(batch["view1"], batch["view2"])
+    assert batch["label"].min() >= 0 and batch["label"].max() < 10
+
+
+def test_pretrain_reproducible_by_seed():
+    first = [_first(pipeline.pretrain_dataset(_config(), 8, seed=s)) for s in (5, 5, 6)]
+    for key in ("view1", "view2", "label"):
+        np.testing.assert_array_equal(first[0][key], first[1][key])
+    assert not np.array_equal(first[0]["view1"], first[2]["view1"])
+
+
+def test_pretrain_pipelines_see_different_data(tmp_path):
+    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), shuffle_buffer=0)
+    batches = [_first(pipeline.pretrain_dataset(
+        cfg, 4, tf.distribute.InputContext(2, i, 1))) for i in range(2)]
+    assert not np.array_equal(batches[0]["view1"], batches[1]["view1"])
+
+
+def test_pretrain_repeats_past_one_epoch(tmp_path):
+    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), cache=True)
+    labels = np.concatenate([b["label"].numpy() for b in
+                             pipeline.pretrain_dataset(cfg, 4).take(10)])
+    assert len(labels) == 40 and set(labels) == {0, 1, 2}  # 15 images, 40 examples
+
+
+def test_eval_covers_each_example_once():
+    cfg = _config()
+    ds, info = sources.load_source(cfg.data, "test")
+    images = pipeline.eval_dataset(cfg, "test", batch_size=300)
+    sizes, labels, pixels = [], [], []
+    for batch in images:
+        sizes.append(len(batch["label"]))
+        labels.extend(batch["label"].numpy())
+        pixels.append(batch["image"].numpy())
+    assert sizes == [300, 300, 300, 100]  # remainder kept
+    assert collections.Counter(labels) == {i: 100 for i in range(10)}
+    # 32px image, crop fraction 1.0, size 32: the decoded file itself, in file order.
+    first = tf.io.decode_jpeg(next(iter(ds))["image"]).numpy()
+    np.testing.assert_array_equal(pixels[0][0], first)
+    assert info.num_examples == sum(sizes)
+
+
+def test_eval_sharded_covers_all(tmp_path):
+    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), eval_crop_fraction=0.875)
+    counts = collections.Counter()
+    for i in range(2):
+        for batch in pipeline.eval_dataset(cfg, "train", 4, tf.distribute.InputContext(2, i, 1)):
+            assert batch["image"].shape[1:] == (32, 32, 3)
+            counts.update(batch["label"].numpy().tolist())
+    assert counts == {0: 5, 1: 5, 2: 5}
+
+
+def test_truncated_jpeg_dropped_at_decode(tmp_path):
+    root = _small_tree(str(tmp_path))
+    good = os.path.join(root, "train", "cat", sorted(os.listdir(os.path.join(root, "train", "cat")))[0])
+    data = open(good, "rb").read()
+    with open(os.path.join(root, "train", "cat", "truncated.jpg"), "wb") as f:
+        f.write(data[: len(data) // 2])  # valid magic bytes: passes the listing check
+    cfg = _config(source="folder", data_dir=root, cache=True)
+    assert sources.load_source(cfg.data, "train")[1].num_examples == 16
+    seen = sum(len(b["label"]) for b in pipeline.eval_dataset(cfg, "train", 4))
+    assert seen == 15
+    batches = list(pipeline.pretrain_dataset(cfg, 4).take(8))  # > 2 epochs, crosses the bad file
+    assert len(batches) == 8
+
+
+def test_tfds_mock_encoded_and_decoded_images():
+    cfg = _config(source="tfds", data_dir="/nonexistent/tfds", eval_crop_fraction=0.875)
+    with tfds.testing.mock_data(num_examples=10):  # SkipDecoding: PNG bytes
+        batch = _first(pipeline.pretrain_dataset(cfg, 4))
+        evaluated = sum(len(b["label"]) for b in pipeline.eval_dataset(cfg, "test", 4))
+    assert batch["view1"].shape == (4, 32, 32, 3) and evaluated == 10
+
+    def decoded_gray(self, *args, **kwargs):  # a TFDS set that yields decoded 1-channel pixels
+        del self, args, kwargs
+        return tf.data.Dataset.from_tensor_slices({
+            "image": tf.random.stateless_uniform([6, 28, 28, 1], [1, 2], 0, 255, tf.int32),
+            "label": tf.range(6, dtype=tf.int64)}).map(
+                lambda ex: {**ex, "image": tf.cast(ex["image"], tf.uint8)})
+
+    with tfds.testing.mock_data(as_dataset_fn=decoded_gray):
+        batch = _first(pipeline.pretrain_dataset(cfg, 4))
+        evaluated = [b["image"].shape for b in pipeline.eval_dataset(cfg, "test", 4)]
+    assert batch["view2"].shape == (4, 32, 32, 3) and batch["view2"].dtype == np.uint8
+    assert evaluated == [(4, 32, 32, 3), (2, 32, 32, 3)]
+
+
+def test_steps_per_epoch():
+    assert pipeline.steps_per_epoch(50_000, 512) == 97
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        pipeline.steps_per_epoch(100, 256)
