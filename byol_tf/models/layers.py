@@ -48,7 +48,7 @@ class WSConv2D(keras.layers.Conv2D):
     Example:
 
     >>> layer = WSConv2D(8, 3, padding="same", use_bias=False)
-    >>> layer(keras.ops.ones((2, 16, 16, 3))).shape
+    >>> tuple(layer(keras.ops.ones((2, 16, 16, 3))).shape)
     (2, 16, 16, 8)
 
     References:
@@ -115,7 +115,9 @@ def conv(norm, filters, kernel_size, strides=1, name=None, **kwargs):
 
     Example:
 
-    >>> conv("group_ws", 64, 3, 2, name="stage2_block1_conv2")  # a WSConv2D
+    >>> layer = conv("group_ws", 64, 3, 2, name="stage2_block1_conv2")
+    >>> type(layer).__name__, layer.padding, layer.use_bias
+    ('WSConv2D', 'same', False)
     """
     check_norm(norm)
     cls = WSConv2D if norm == "group_ws" else keras.layers.Conv2D
@@ -159,6 +161,8 @@ def normalization(
     Example:
 
     >>> layer = normalization("batch", "stem_norm", sync_batch_norm=True)
+    >>> layer.synchronized
+    True
 
     References:
         - [Ioffe & Szegedy, 2015](https://arxiv.org/abs/1502.03167)
