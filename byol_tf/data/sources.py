@@ -133,8 +133,11 @@ def list_image_folder(root, split, check_files=True):
     paths = [p for name in classes for p in per_class[name]]
     labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
     if check_files:
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            ok = list(pool.map(_looks_like_image, paths))
+        if "://" in split_dir:  # remote file systems: hide the latency of each open
+            with concurrent.futures.ThreadPoolExecutor(32) as pool:
+                ok = list(pool.map(_looks_like_image, paths))
+        else:
+            ok = [_looks_like_image(p) for p in paths]
         bad = [p for p, good in zip(paths, ok) if not good]
         if len(bad) == len(paths):
             raise DataError(
@@ -151,7 +154,8 @@ def list_image_folder(root, split, check_files=True):
 
 def _looks_like_image(path):
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
+        opener = tf.io.gfile.GFile if "://" in path else open
+        with opener(path, "rb") as f:
             head = f.read(8)
     except (OSError, tf.errors.OpError):
         return False
