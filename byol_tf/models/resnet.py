@@ -131,7 +131,8 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
         gn_groups: Groups of the group norm; every channel count must be
             divisible by it when `norm="group_ws"`. Defaults to `32`.
         zero_init_last_norm: Whether the last norm of each residual branch
-            starts with gamma = 0 (the paper used 1). Defaults to `False`.
+            starts with gamma = 0 (the paper used 1); no effect with
+            `norm="none"`. Defaults to `False`.
         input_shape: `(height, width, 3)`, `None` for unknown sides.
             Defaults to `(None, None, 3)`.
         name: Model name. Defaults to `"resnet"`.
