@@ -40,10 +40,10 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None):
         "label": int32[B]}` with static batch size (`drop_remainder=True`).
     """
     data, aug = config.data, config.augment
-    seed = int(config.seed if seed is None else seed)
+    seed = int(config.seed if seed is None else seed) % 2**62  # any int fits in int64
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    # Distinct streams per pipeline; shuffling seeds are plain ints for tf.data.
-    shuffle_seed = seed * 1_000_003 + pipeline_id
+    # Distinct shuffling streams per pipeline (plain int64 seeds for tf.data).
+    shuffle_seed = (seed * 1_000_003 + pipeline_id) % 2**62
     cache = bool(data.get("cache", False))
     ds, _ = sources.load_source(data, data.train_split, input_context,
                                 shuffle_files=not cache, seed=shuffle_seed)
