@@ -129,6 +129,6 @@ def validate(config, num_replicas=1):
         _fail("optimizer.warmup_epochs", o.warmup_epochs, "must be >= 0")
     for name in ("view1", "view2"):
         try:
-            device.check_view_config(config.augment[name])
+            device.read_view_config(config.augment[name])
         except ValueError as e:
             raise ConfigError(f"config.augment.{name}: {e}") from None

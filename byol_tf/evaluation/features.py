@@ -16,7 +16,8 @@ def extract_features(encoder, dataset, max_examples=0):
         `(features float32 [N, D], labels int32 [N])`.
     """
 
-    @tf.function
+    # One trace for every batch size (the last batch is smaller).
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     def embed(images):
         return encoder(tf.cast(images, tf.float32) / 255.0, training=False)
 

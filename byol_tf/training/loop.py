@@ -37,14 +37,19 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
     names = SUM_METRICS if with_probe else SUM_METRICS[:1]
     names += MEAN_METRICS
 
+    def reduce(name, value):
+        op = tf.distribute.ReduceOp.SUM if name in SUM_METRICS else tf.distribute.ReduceOp.MEAN
+        return tf.cast(strategy.reduce(op, value, axis=None), tf.float32)
+
     @tf.function
     def loop(iterator, num_steps):
-        totals = {name: tf.constant(0.0) for name in names}
-        for _ in tf.range(num_steps):
+        def body(i, totals):
             outputs = strategy.run(replica_fn, args=(next(iterator),))
-            for name in names:
-                op = tf.distribute.ReduceOp.SUM if name in SUM_METRICS else tf.distribute.ReduceOp.MEAN
-                totals[name] += tf.cast(strategy.reduce(op, outputs[name], axis=None), tf.float32)
+            return i + 1, [t + reduce(name, outputs[name]) for t, name in zip(totals, names)]
+
+        zeros = [tf.constant(0.0) for _ in names]
+        _, totals = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), zeros))
+        totals = dict(zip(names, totals))
         steps = tf.cast(num_steps, tf.float32)
         result = {name: totals[name] / steps for name in names if name not in ("probe_hits", "probe_count")}
         if with_probe:

@@ -40,7 +40,8 @@ def probe_metrics(logits, labels, global_batch_size):
     safe_labels = ops.maximum(labels, 0)
     xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels, logits=ops.cast(logits, "float32"))
     loss = ops.sum(xent * valid) / float(global_batch_size)
-    hits = ops.cast(ops.argmax(logits, axis=-1) == ops.cast(safe_labels, "int64"), "float32")
+    predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    hits = ops.cast(ops.equal(predicted, ops.cast(safe_labels, "int32")), "float32")
     return loss, ops.sum(hits * valid), ops.sum(valid)
 
 

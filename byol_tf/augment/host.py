@@ -1,0 +1,211 @@
+"""Host-side augmentations: random resized crop, flip and centre crop.
+
+Each function works on one example, eagerly or inside `tf.data.Dataset.map`,
+and takes an explicit stateless seed (an int32/int64 `[2]` tensor): the same
+seed gives the same output in both places. Images are either a scalar
+`tf.string` of encoded JPEG/PNG bytes or a decoded uint8 `[H, W, 3]` tensor;
+JPEGs are decoded only inside the crop window (`decode_and_crop_jpeg`).
+"""
+
+import math
+
+import tensorflow as tf
+
+
+def _check_range(name, value, low, high):
+    lo, hi = value
+    if not low <= lo <= hi <= high or lo <= 0:
+        raise ValueError(
+            f"`{name}` must satisfy 0 < min <= max <= {high}. Received: {name}={value}")
+
+
+def _as_image(image):
+    image = tf.convert_to_tensor(image)
+    if image.dtype not in (tf.string, tf.uint8):
+        raise ValueError(
+            "`image` must be encoded bytes (tf.string) or uint8 pixels. "
+            f"Received: image.dtype={image.dtype.name}")
+    return image
+
+
+def _decode_non_jpeg(image_bytes):
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _resize(image, size):
+    image = tf.image.resize(
+        tf.cast(image, tf.float32), [size, size], method="bicubic", antialias=False)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    image.set_shape([size, size, 3])
+    return image
+
+
+def _crop_views(image, window_fns, size):
+    """Crops `image` with each `window_fn(height_width) -> [y, x, h, w]`, resized."""
+
+    def from_pixels(pixels):
+        shape = tf.shape(pixels)[:2]
+        return tuple(
+            _resize(tf.slice(pixels, [w[0], w[1], 0], [w[2], w[3], 3]), size)
+            for w in (fn(shape) for fn in window_fns))
+
+    if image.dtype != tf.string:
+        return from_pixels(image)
+
+    def from_jpeg():
+        shape = tf.image.extract_jpeg_shape(image)[:2]
+        return tuple(
+            _resize(tf.image.decode_and_crop_jpeg(image, fn(shape), channels=3), size)
+            for fn in window_fns)
+
+    return tf.cond(
+        tf.io.is_jpeg(image), from_jpeg, lambda: from_pixels(_decode_non_jpeg(image)))
+
+
+def sample_crop_window(image_shape, seed, area_range=(0.08, 1.0),
+                       aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10):
+    """Samples a random-resized-crop window `[offset_y, offset_x, height, width]`.
+
+    Draws `max_attempts` candidates with area fraction ~ U[area_range] and a
+    log-uniform aspect ratio (width / height), keeps the first one that fits
+    inside the image, and falls back to the whole image if none fits.
+    `tf.image.stateless_sample_distorted_bounding_box` is not used: it samples
+    the height (not the area) uniformly and the aspect ratio linearly, which
+    is not the recipe's distribution.
+
+    Args:
+        image_shape: int `[2]` tensor, `(height, width)` of the image.
+        seed: int32/int64 `[2]` stateless seed.
+        area_range: range of the crop area as a fraction of the image area.
+            Defaults to `(0.08, 1.0)`.
+        aspect_ratio_range: range of the crop aspect ratio. Defaults to
+            `(3/4, 4/3)`.
+        max_attempts: number of candidates before the fallback. Defaults to 10.
+
+    Returns:
+        int32 `[4]` tensor, as expected by `tf.image.decode_and_crop_jpeg`.
+    """
+    _check_range("area_range", area_range, 0.0, 1.0)
+    _check_range("aspect_ratio_range", aspect_ratio_range, 0.0, math.inf)
+    if max_attempts < 1:
+        raise ValueError(f"`max_attempts` must be >= 1. Received: max_attempts={max_attempts}")
+    height = tf.cast(image_shape[0], tf.float32)
+    width = tf.cast(image_shape[1], tf.float32)
+    area_seed, ratio_seed, offset_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    area = height * width * tf.random.stateless_uniform(
+        [max_attempts], area_seed, area_range[0], area_range[1])
+    ratio = tf.exp(tf.random.stateless_uniform(
+        [max_attempts], ratio_seed,
+        math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])))
+    crop_w = tf.round(tf.sqrt(area * ratio))
+    crop_h = tf.round(tf.sqrt(area / ratio))
+    fits = (crop_w >= 1) & (crop_h >= 1) & (crop_w <= width) & (crop_h <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    any_fits = tf.reduce_any(fits)
+    crop_h = tf.where(any_fits, tf.gather(crop_h, first), height)
+    crop_w = tf.where(any_fits, tf.gather(crop_w, first), width)
+    u = tf.random.stateless_uniform([2], offset_seed)
+    offset_y = tf.minimum(tf.floor(u[0] * (height - crop_h + 1)), height - crop_h)
+    offset_x = tf.minimum(tf.floor(u[1] * (width - crop_w + 1)), width - crop_w)
+    return tf.cast(tf.stack([offset_y, offset_x, crop_h, crop_w]), tf.int32)
+
+
+def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
+                        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10):
+    """Random crop (see `sample_crop_window`) resized bicubically to `size`.
+
+    Args:
+        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        seed: int32/int64 `[2]` stateless seed.
+        size: output side in pixels.
+        area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.
+        aspect_ratio_range: crop aspect ratio range. Defaults to `(3/4, 4/3)`.
+        max_attempts: candidate windows before using the whole image.
+            Defaults to 10.
+
+    Returns:
+        uint8 `[size, size, 3]`.
+
+    References:
+        - [Szegedy et al., 2015](https://arxiv.org/abs/1409.4842)
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
+    """
+    window_fn = lambda shape: sample_crop_window(
+        shape, seed, area_range, aspect_ratio_range, max_attempts)
+    return _crop_views(_as_image(image), [window_fn], size)[0]
+
+
+def random_flip(image, seed, prob=0.5):
+    """Flips `image` (`[..., H, W, C]`) left-right with probability `prob`.
+
+    Args:
+        image: image tensor, flipped along its width axis.
+        seed: int32/int64 `[2]` stateless seed.
+        prob: flip probability. Defaults to 0.5.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"`prob` must be in [0, 1]. Received: prob={prob}")
+    image = tf.convert_to_tensor(image)
+    flip = tf.random.stateless_uniform([], seed) < prob
+    return tf.where(flip, tf.reverse(image, axis=[-2]), image)
+
+
+def center_crop(image, size, crop_fraction=224 / 256):
+    """Evaluation preprocessing: centred square crop resized bicubically to `size`.
+
+    The square side is `floor(crop_fraction * min(H, W))` (truncated as in the
+    reference code, up to a 1e-6 tolerance against float error) and its offset
+    along each axis is `(dim - side + 1) // 2`. With `crop_fraction=1.0` and
+    `size` equal to the side of a square image, the image is returned unchanged.
+
+    Args:
+        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        size: output side in pixels.
+        crop_fraction: crop side over the shorter image side.
+            Defaults to `224 / 256`.
+
+    Returns:
+        uint8 `[size, size, 3]`.
+    """
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(
+            f"`crop_fraction` must be in (0, 1]. Received: crop_fraction={crop_fraction}")
+
+    def window_fn(shape):
+        shorter = tf.cast(tf.reduce_min(shape), tf.float64)
+        side = tf.maximum(tf.cast(tf.floor(crop_fraction * shorter + 1e-6), tf.int32), 1)
+        offsets = (shape - side + 1) // 2
+        return tf.stack([offsets[0], offsets[1], side, side])
+
+    return _crop_views(_as_image(image), [window_fn], size)[0]
+
+
+def two_views(image, seed, size, area_range=(0.08, 1.0),
+              aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5):
+    """Two independent random resized crops + flips of one image.
+
+    JPEG bytes are decoded once per view, inside each crop window; other
+    inputs are decoded once. The seeds of the two crops and flips are split
+    from `seed`.
+
+    Args:
+        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        seed: int32/int64 `[2]` stateless seed.
+        size: output side in pixels.
+        area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.
+        aspect_ratio_range: crop aspect ratio range. Defaults to `(3/4, 4/3)`.
+        flip_prob: horizontal flip probability. Defaults to 0.5.
+
+    Returns:
+        `(view1, view2)`, each uint8 `[size, size, 3]`.
+    """
+    crop1, flip1, crop2, flip2 = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    window_fns = [
+        lambda shape, s=s: sample_crop_window(shape, s, area_range, aspect_ratio_range)
+        for s in (crop1, crop2)]
+    view1, view2 = _crop_views(_as_image(image), window_fns, size)
+    return random_flip(view1, flip1, flip_prob), random_flip(view2, flip2, flip_prob)

@@ -1,0 +1,48 @@
+r"""Quickstart: BYOL on the bundled CIFAR-10 sample, on a CPU, in minutes.
+
+A narrow ResNet-18 (small-image stem) pretrains on the 2,000 bundled training
+images (no download), then a linear classifier on frozen features is scored
+on the 1,000 bundled test images, next to the same architecture with random
+weights. This is the default config of `byol_tf.train`:
+
+    python -m byol_tf.train --workdir=/tmp/byol_quickstart
+
+Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay,
+the two asymmetric views (blur off at 32 px, as usual for CIFAR).
+"""
+
+from byol_tf import defaults
+
+
+def get_config():
+    config = defaults.default_config()
+    config.model.depth = 18
+    config.model.width_multiplier = 0.5
+    config.model.stem = "small"
+    config.model.projector_hidden_dim = 1024
+    config.model.projection_dim = 128
+    config.model.predictor_hidden_dim = 1024
+    config.data.source = "sample"
+    config.data.name = "cifar10_sample"
+    config.data.train_split = "train"
+    config.data.eval_split = "test"
+    config.data.image_size = 32
+    config.data.eval_crop_fraction = 1.0
+    config.data.cache = True
+    config.data.shuffle_buffer = 2000
+    for view in (config.augment.view1, config.augment.view2):
+        view.blur_prob = 0.0
+    config.training.batch_size = 128
+    config.training.epochs = 20
+    config.training.steps_per_loop = 5
+    config.training.log_every_steps = 15
+    config.training.checkpoint_every_steps = 150
+    config.training.precision = "float32"
+    config.optimizer.base_learning_rate = 1.0
+    config.optimizer.weight_decay = 1e-5
+    config.optimizer.warmup_epochs = 2
+    config.target.base_decay = 0.99
+    config.eval.linear_at_end = True
+    config.eval.compare_random_init = True
+    config.eval.linear_epochs = 50
+    return config
