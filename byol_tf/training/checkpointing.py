@@ -110,3 +110,42 @@ def read_config(workdir):
         raise FileNotFoundError(f"No training run in {workdir}: {path} is missing; pass the --workdir of a run.")
     with tf.io.gfile.GFile(path) as f:
         return ml_collections.ConfigDict(json.load(f))
+
+
+def checkpoint_path(workdir, step=None):
+    """Path of the newest checkpoint in `workdir`, or of the one at `step`."""
+    directory = os.path.join(workdir, "checkpoints")
+    if step is None:
+        path = tf.train.latest_checkpoint(directory)
+        if path is None:
+            raise FileNotFoundError(f"No checkpoint in {directory}: train first, or pass the right --workdir.")
+        return path
+    path = os.path.join(directory, f"ckpt-{int(step)}")
+    if not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"No checkpoint for step {step} in {directory}.")
+    return path
+
+
+def restore_model(workdir, step=None):
+    """Rebuilds the trained `BYOL` model of `workdir` and loads its weights.
+
+    The model is rebuilt from `<workdir>/config.json` in float32 without
+    synchronized batch norm and without the linear probe (whose saved weights
+    are ignored), so it can be used on any machine for export or evaluation.
+
+    Args:
+        workdir: a training run directory.
+        step: checkpoint step to load; `None` for the newest.
+
+    Returns:
+        `(model, config, step)`.
+    """
+    from byol_tf.training import builders
+
+    config = read_config(workdir)
+    path = checkpoint_path(workdir, step)
+    model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
+    status = tf.train.Checkpoint(model=model).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+    restored_step = int(path.rsplit("-", 1)[-1])
+    return model, config, restored_step
