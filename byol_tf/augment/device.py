@@ -199,6 +199,8 @@ def apply_view(images, params, view_config):
     """
     config = read_view_config(view_config)
     x = ops.cast(images, "float32")
+    params = dict(params, **{name: ops.cast(params[name], "float32") for name in
+                             ("brightness", "contrast", "saturation", "hue", "sigma")})
     if config["color_jitter_prob"] > 0:
         x = ops.where(_per_image(params["color"]), _color_jitter(x, params, config), x)
     if config["grayscale_prob"] > 0:
