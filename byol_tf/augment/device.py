@@ -68,10 +68,13 @@ def read_view_config(view_config):
 # uint32 draws from seeds in that range agree, so every seed is mapped into it
 # and floats are built from the bits: eager, tf.data and jit_compile=True
 # then augment identically.
+def _canonical_seed(seed):
+    return tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF)
+
+
 def _split_seeds(seed, num):
-    canonical = lambda s: tf.bitwise.bitwise_and(tf.cast(s, tf.int64), 0xFFFFFFFF)
-    return [canonical(s) for s in
-            tf.unstack(tf.random.experimental.stateless_split(canonical(seed), num))]
+    seeds = tf.random.experimental.stateless_split(_canonical_seed(seed), num)
+    return [_canonical_seed(s) for s in tf.unstack(seeds)]
 
 
 def _uniform(shape, seed, low=0.0, high=1.0):

@@ -133,8 +133,9 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
         - [Szegedy et al., 2015](https://arxiv.org/abs/1409.4842)
         - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
     """
-    window_fn = lambda shape: sample_crop_window(
-        shape, seed, area_range, aspect_ratio_range, max_attempts)
+    def window_fn(shape):
+        return sample_crop_window(shape, seed, area_range, aspect_ratio_range, max_attempts)
+
     return _crop_views(_as_image(image), [window_fn], size)[0]
 
 
