@@ -14,20 +14,17 @@ Any config value can be overridden with `--config.section.key=value`.
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """
 
-import json
-import os
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
+
+from byol_tf import cli
+from byol_tf import experiment
 
 _QUICKSTART = pathlib.Path(__file__).resolve().parent.parent / "configs" / "quickstart.py"
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(_QUICKSTART), "Experiment config file (configs/*.py[:arg]).", lock_config=True
-)
+_CONFIG = cli.define_config_flag(str(_QUICKSTART), "Experiment config file (configs/*.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, summaries, config.json.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
 
@@ -37,14 +34,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required: the directory for checkpoints and summaries.")
-    from byol_tf import experiment  # after flag parsing: TensorFlow loads here
-
-    try:
-        experiment.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
-    except experiment.USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    experiment.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, experiment.USER_ERRORS)

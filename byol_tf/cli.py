@@ -1,0 +1,66 @@
+"""Shared command-line plumbing of the entry points (the only flag readers).
+
+Unknown config keys, bad values and bad data end the program with one line
+on stderr (`error: ...`) and exit code 2 or 1, never a stack trace.
+"""
+
+import re
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_KEY_ERRORS = (KeyError, AttributeError)
+
+
+def _unknown_key_message(error):
+    text = str(error).replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+    match = re.search(r"'([^']+)'", text)
+    key = match.group(1) if match else text
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    suggestion = f' (did you mean "{hint.group(1)}"?)' if hint else ""
+    return (
+        f"error: unknown config key {key!r} in a --config.* override{suggestion}; "
+        "the keys are listed in byol_tf/defaults.py."
+    )
+
+
+def _die(message, code):
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def define_config_flag(default, help_text):
+    """`DEFINE_config_file("config", ...)` with a locked config.
+
+    ml_collections applies `--config.*` overrides while defining the flag (to
+    the default file); a misspelt key then ends the program with one line.
+    """
+    try:
+        return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+    except _KEY_ERRORS as e:
+        _die(_unknown_key_message(e), 2)
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _die(f"error: {e}", 2)
+    except _KEY_ERRORS as e:
+        _die(_unknown_key_message(e), 2)
+
+
+def run(main, user_errors=()):
+    """Runs `main(argv)` under absl; `user_errors` exit with one line (code 1)."""
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except user_errors as e:
+            _die(f"error: {e}", 1)
+        except KeyboardInterrupt:
+            _die("Interrupted.", 130)
+
+    app.run(guarded, flags_parser=_parse_flags)
