@@ -54,7 +54,7 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
         result = {name: totals[name] / steps for name in names if name not in ("probe_hits", "probe_count")}
         if with_probe:
             result["probe_accuracy"] = totals["probe_hits"] / tf.maximum(totals["probe_count"], 1.0)
-            result["probe_labelled"] = totals["probe_count"]
+            result["probe_labelled"] = totals["probe_count"] / steps  # per step
         return result
 
     return loop
