@@ -1,0 +1,48 @@
+r"""Exports the online encoder of a BYOL run for TF-Serving and fine-tuning.
+
+Usage:
+
+    python -m byol_tf.export --workdir=/tmp/byol_quickstart --export_dir=/tmp/byol_export
+
+writes `/tmp/byol_export/1/` (then 2, 3, ...; `--version=N` picks one,
+`--step=S` an older checkpoint): a SavedModel with the signatures
+`serving_default` (encoded JPEG/PNG bytes -> representation) and
+`preprocessed`, plus `encoder.keras` for `byol_tf.load_encoder` and
+`byol_export.json`. Existing versions are never overwritten. Serve with:
+
+    tensorflow_model_server --rest_api_port=8501 --model_name=byol \
+        --model_base_path=/tmp/byol_export
+    curl -X POST http://localhost:8501/v1/models/byol:predict \
+        -d "{\"instances\": [{\"b64\": \"$(base64 -w0 cat.jpg)\"}]}"
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from byol_tf import cli
+from byol_tf import export_lib
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (config.json, checkpoints/).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path: versions are written as <export_dir>/<N>.")
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Version to write; default: one more than the largest existing.", lower_bound=0
+)
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to export; default: the newest.", lower_bound=0)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not _WORKDIR.value or not _EXPORT_DIR.value:
+        raise app.UsageError("--workdir and --export_dir are required.")
+    path = export_lib.export(_WORKDIR.value, _EXPORT_DIR.value, version=_VERSION.value, step=_STEP.value)
+    base = _EXPORT_DIR.value if "://" in _EXPORT_DIR.value else os.path.abspath(_EXPORT_DIR.value)
+    print(f"Exported the online encoder to {path}")
+    print(f"Inspect: saved_model_cli show --all --dir {path}")
+    print(f"Serve:   tensorflow_model_server --rest_api_port=8501 --model_name=byol --model_base_path={base}")
+
+
+if __name__ == "__main__":
+    cli.run(main, export_lib.USER_ERRORS)

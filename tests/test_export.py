@@ -1,0 +1,242 @@
+"""Tests of byol_tf.export_lib and byol_tf.export: layout, signatures, clean loading, errors."""
+
+import base64
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from byol_tf import encoder as encoder_lib
+from byol_tf import export_lib
+from byol_tf.augment import host
+from byol_tf.models.layers import WSConv2D
+from byol_tf.training import builders
+from byol_tf.training import checkpointing
+from byol_tf.training import loop
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "byol_tf" / "data" / "sample"
+
+# Runs in a fresh interpreter that cannot import byol_tf: `-I -S` skips the
+# .pth files (the editable install's import hook); site-packages is added by hand.
+LOADER = r"""
+import base64, importlib.util, json, sys
+sys.path.extend(json.loads(sys.argv[1]))
+assert importlib.util.find_spec("byol_tf") is None, "byol_tf is importable"
+import numpy as np
+import tensorflow as tf
+
+for case in json.loads(open(sys.argv[2]).read()):
+    loaded = tf.saved_model.load(case["path"])
+    serve = loaded.signatures["serving_default"]
+    (name,) = serve.structured_input_signature[1]
+    # TF-Serving's row format with one input: an instance is the input's value,
+    # or {name: value}; {"b64": ...} is base64-encoded binary.
+    values = []
+    for instance in json.loads(case["request"])["instances"]:
+        if set(instance) != {"b64"}:
+            (instance,) = instance.values()
+        values.append(base64.b64decode(instance["b64"]))
+    from_bytes = serve(**{name: tf.constant(values)})["representation"]
+    images = tf.constant(np.load(case["images"]))
+    from_images = loaded.signatures["preprocessed"](images=images)["representation"]
+    np.save(case["from_bytes"], from_bytes.numpy())
+    np.save(case["from_images"], from_images.numpy())
+assert not [m for m in sys.modules if m.split(".")[0] == "byol_tf"]
+print("loaded without byol_tf")
+"""
+
+
+def small_config():
+    """configs/quickstart.py shrunk for tests (ResNet-18 x0.25, 32 px, batch norm)."""
+    spec = importlib.util.spec_from_file_location("quickstart_config", ROOT / "configs" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.training.batch_size = 16
+    config.training.max_steps = 2
+    config.model.width_multiplier = 0.25
+    config.model.projector_hidden_dim = 64
+    config.model.projection_dim = 64
+    config.model.predictor_hidden_dim = 64
+    config.data.cache = False
+    config.data.shuffle_buffer = 64
+    config.eval.linear_at_end = False
+    return config
+
+
+def fresh_workdir(workdir, config, step=1):
+    """A workdir with `config` and a checkpoint of a freshly built model (no training)."""
+    checkpointing.write_config(config, str(workdir))
+    model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
+    checkpointing.Checkpointer(str(workdir), tf.train.Checkpoint(model=model)).save(step)
+    return model
+
+
+def sample_jpegs(split="test", count=3):
+    paths = sorted((SAMPLE / split).glob("*/*.jpg"))
+    return [p.read_bytes() for p in paths[:: len(paths) // count][:count]]
+
+
+def expected(encoder, images, size, crop_fraction):
+    crops = np.stack([host.center_crop(image, size, crop_fraction).numpy() for image in images])
+    return encoder(crops.astype("float32") / 255.0, training=False).numpy(), crops
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step run on the bundled sample, exported once (batch norm)."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    config = small_config()
+    result = loop.train(config, workdir, print_fn=lambda *args: None)
+    export_dir = str(tmp_path_factory.mktemp("export"))
+    path = export_lib.export(workdir, export_dir)
+    return dict(workdir=workdir, export_dir=export_dir, path=path, encoder=result.model.online_encoder,
+                config=config, step=result.step)
+
+
+@pytest.fixture(scope="module")
+def group_ws(tmp_path_factory):
+    """An untrained group-norm + WSConv2D run, 24 px with a real crop (0.875)."""
+    config = small_config()
+    config.model.norm = "group_ws"
+    config.model.width_multiplier = 0.25
+    config.model.gn_groups = 8
+    config.data.image_size = 24
+    config.data.eval_crop_fraction = 0.875
+    workdir = str(tmp_path_factory.mktemp("run_gn"))
+    model = fresh_workdir(workdir, config, step=5)
+    export_dir = str(tmp_path_factory.mktemp("export_gn"))
+    return dict(workdir=workdir, export_dir=export_dir, path=export_lib.export(workdir, export_dir),
+                encoder=model.online_encoder)
+
+
+def test_layout_and_metadata(trained):
+    path = trained["path"]
+    assert path == os.path.join(trained["export_dir"], "1")
+    assert sorted(os.listdir(trained["export_dir"])) == ["1"]  # no temp dir left
+    for name in ("saved_model.pb", "variables", "encoder.keras", "byol_export.json"):
+        assert os.path.exists(os.path.join(path, name)), name
+    assert os.listdir(os.path.join(path, "variables"))
+    with open(os.path.join(path, "byol_export.json")) as f:
+        meta = json.load(f)
+    assert meta["checkpoint_step"] == trained["step"] == 2
+    assert meta["version"] == 1
+    assert (meta["image_size"], meta["crop_fraction"]) == (32, 1.0)
+    assert meta["representation_dim"] == trained["encoder"].output_shape[-1] == 128
+    assert meta["config"]["model"]["projection_dim"] == 64
+
+
+def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
+    """REST-style b64 JPEG/PNG through serving_default in a process without byol_tf."""
+    jpegs = sample_jpegs()
+    pair = [tf.io.decode_jpeg(image) for image in sample_jpegs("train", 2)]
+    png = tf.io.encode_png(tf.concat(pair, axis=1)).numpy()  # 32 x 64: a non-square PNG
+    cases, wanted = [], []
+    for name, export, images, size, fraction, named in (
+        ("bn", trained, jpegs, 32, 1.0, False),
+        ("gn", group_ws, jpegs[:1] + [png], 24, 0.875, True),
+    ):
+        representation, crops = expected(export["encoder"], images, size, fraction)
+        b64 = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
+        instances = [{"image_bytes": value} for value in b64] if named else b64
+        np.save(tmp_path / f"{name}_images.npy", crops.astype("float32") / 255.0)
+        cases.append(dict(
+            path=export["path"], request=json.dumps({"instances": instances}),
+            images=str(tmp_path / f"{name}_images.npy"),
+            from_bytes=str(tmp_path / f"{name}_bytes.npy"), from_images=str(tmp_path / f"{name}_pre.npy"),
+        ))
+        wanted.append(representation)
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "loader.py").write_text(LOADER)
+    site = json.dumps([os.path.dirname(os.path.dirname(tf.__file__)), os.path.dirname(np.__path__[0])])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "loader.py", site, "cases.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "loaded without byol_tf" in run.stdout
+    for case, representation in zip(cases, wanted):
+        np.testing.assert_allclose(np.load(case["from_bytes"]), representation, atol=1e-4)
+        np.testing.assert_allclose(np.load(case["from_images"]), representation, atol=1e-4)
+    assert np.abs(wanted[0]).max() > 0
+
+
+def test_saved_model_cli_lists_named_signatures(trained):
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    if cli is None:
+        pytest.skip("saved_model_cli not installed next to the interpreter")
+    run = subprocess.run([cli, "show", "--all", "--dir", trained["path"]], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for text in ("signature_def['serving_default']", "inputs['image_bytes']", "DT_STRING",
+                 "signature_def['preprocessed']", "inputs['images']", "(-1, 32, 32, 3)",
+                 "outputs['representation']", "(-1, 128)"):
+        assert text in run.stdout, text
+
+
+def test_failed_export_leaves_nothing(group_ws, monkeypatch):
+    def fail(obj, path, signatures=None):
+        os.makedirs(os.path.join(path, "variables"))
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(b"half-written")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_lib.tf.saved_model, "save", fail)
+    before = sorted(os.listdir(group_ws["export_dir"]))
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_lib.export(group_ws["workdir"], group_ws["export_dir"])
+    assert sorted(os.listdir(group_ws["export_dir"])) == before  # no new version, no temp dir
+
+
+def test_keras_file_loads_with_group_norm_and_ws_conv(group_ws):
+    encoder = encoder_lib.load_encoder(os.path.join(group_ws["path"], "encoder.keras"))
+    assert any(isinstance(layer, WSConv2D) for layer in encoder.layers)
+    x = np.random.default_rng(0).uniform(size=(2, 24, 24, 3)).astype("float32")
+    want = group_ws["encoder"](x, training=False).numpy()
+    np.testing.assert_allclose(encoder(x, training=False).numpy(), want, atol=1e-5)
+
+
+def test_refuses_existing_versions(trained, tmp_path):
+    with pytest.raises(FileExistsError, match="Version 1 already exists") as error:
+        export_lib.export(trained["workdir"], trained["export_dir"], version=1)
+    assert "\n" not in str(error.value)
+    for name in ("0010", "3", "abc", ".tmp-11-x"):
+        (tmp_path / name).mkdir()
+    assert export_lib.existing_versions(str(tmp_path)) == [3, 10]
+    with pytest.raises(FileExistsError, match="next free: 11"):  # "0010" is TF-Serving's version 10
+        export_lib.export(trained["workdir"], str(tmp_path), version=10)
+
+
+def test_missing_run_or_checkpoint(trained, tmp_path):
+    with pytest.raises(FileNotFoundError, match="No training run") as error:
+        export_lib.export(str(tmp_path / "nowhere"), str(tmp_path / "export"))
+    assert "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="No checkpoint for step 7"):
+        export_lib.export(trained["workdir"], str(tmp_path / "export"), step=7)
+    workdir = tmp_path / "untrained"
+    checkpointing.write_config(trained["config"], str(workdir))
+    with pytest.raises(FileNotFoundError, match="No checkpoint in"):
+        export_lib.export(str(workdir), str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists()
+
+
+def test_entry_point(group_ws):
+    command = [sys.executable, "-m", "byol_tf.export", f"--workdir={group_ws['workdir']}",
+               f"--export_dir={group_ws['export_dir']}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    path = os.path.join(group_ws["export_dir"], "2")  # the next version after 1
+    assert f"Exported the online encoder to {path}" in run.stdout
+    assert f"saved_model_cli show --all --dir {path}" in run.stdout
+    assert f"--model_base_path={os.path.abspath(group_ws['export_dir'])}" in run.stdout
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
