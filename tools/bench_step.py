@@ -1,0 +1,189 @@
+"""Timed training steps: the BYOL step, Keras' supervised `fit` step, a peak matmul.
+
+Every function builds what it times, runs warm-up steps (tracing and
+compilation), then `repeats` timed calls of `steps` steps each, and returns a
+dict of plain Python numbers; rates are medians over the repeats.
+
+The BYOL step is the library's own (`training.step.make_step_fn` inside
+`training.loop.make_loop_fn`, as `train()` wires it) fed a fixed synthetic
+uint8 batch that is already in device memory, so no input pipeline is timed.
+"""
+
+import math
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from byol_tf.models import byol as byol_lib
+from byol_tf.models import resnet
+from byol_tf.training import builders
+from byol_tf.training import loop as loop_lib
+from byol_tf.training import step as step_lib
+
+
+class _SameBatch:
+    """An iterator that yields one fixed batch forever (traced once as constants)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.batch
+
+
+def _timed_rates(run, images_per_call, repeats):
+    """Times `run()` `repeats` times; returns (seconds per call list, median images/s)."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds, statistics.median(images_per_call / s for s in seconds)
+
+
+def _with_policy(precision, build):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def synthetic_views(batch_size, image_size, num_classes, seed=0):
+    """A `{"view1", "view2", "label"}` batch of random uint8 images, as device tensors."""
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, image_size, image_size, 3)
+    return {
+        "view1": tf.constant(rng.integers(0, 256, shape, dtype=np.uint8)),
+        "view2": tf.constant(rng.integers(0, 256, shape, dtype=np.uint8)),
+        "label": tf.constant(rng.integers(0, max(num_classes, 1), (batch_size,), dtype=np.int32)),
+    }
+
+
+def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, jit_compile=False):
+    """Times the BYOL training step of `config` (batch `config.training.batch_size`).
+
+    Returns:
+        Dict with `images_per_sec` (median), `seconds_per_step` (median),
+        `compile_seconds` (first call, including the warm-up steps), the
+        per-repeat `seconds`, and the last `loss` (must be finite).
+    """
+    batch_size, size = int(config.training.batch_size), int(config.data.image_size)
+    keras.utils.set_random_seed(config.seed)
+
+    def build():
+        model = builders.build_model(config, num_classes, sync_batch_norm=False)
+        run_plan = builders.plan(config, num_examples=batch_size * 1000)
+        optimizer = builders.build_optimizer(config, run_plan)
+        optimizer.build(model.online_variables)
+        updater = builders.build_target_updater(config, run_plan)
+        updater.set_model(model)
+        return model, optimizer, updater
+
+    model, optimizer, updater = _with_policy(precision, build)
+    updater.copy_online_to_target()
+    views = (config.augment.view1, config.augment.view2)
+    step_fn = step_lib.make_step_fn(model, optimizer, updater, views, config.seed, batch_size)
+    loop = loop_lib.make_loop_fn(tf.distribute.get_strategy(), step_fn, model.probe is not None, jit_compile)
+    iterator = _SameBatch(synthetic_views(batch_size, size, num_classes, config.seed))
+    outputs = {}
+
+    def run(num_steps):
+        outputs.update(loop(iterator, tf.constant(num_steps)))
+        return float(outputs["loss"])  # waits for the steps to finish
+
+    start = time.perf_counter()
+    run(max(warmup_steps, 1))
+    compile_seconds = time.perf_counter() - start
+    seconds, rate = _timed_rates(lambda: run(steps), batch_size * steps, repeats)
+    return {
+        "images_per_sec": rate,
+        "seconds_per_step": batch_size / rate,
+        "compile_seconds": compile_seconds,
+        "seconds": seconds,
+        "loss": float(outputs["loss"]),
+        "parameters": int(sum(math.prod(v.shape) for v in model.online_variables)),
+    }
+
+
+def supervised_model(config, num_classes, keras_resnet50=False):
+    """The config's encoder + Dense softmax head (or `keras.applications.ResNet50`)."""
+    size = int(config.data.image_size)
+    if keras_resnet50:
+        return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=num_classes)
+    encoder_args = {k: config.model[k] for k in byol_lib.ENCODER_KEYS}
+    encoder_args["sync_batch_norm"] = False
+    encoder = resnet.resnet(input_shape=(size, size, 3), name="encoder", **encoder_args)
+    head = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")
+    return keras.Model(encoder.input, head(encoder.output), name="supervised")
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):  # Keras has synced the metrics here
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes=10,
+                    jit_compile=False, keras_resnet50=False):
+    """Times plain `model.fit` (SGD, cross-entropy) of the same encoder and batch.
+
+    One timed epoch is `steps` steps; each repeat is an epoch.
+    """
+    batch_size, size = int(config.training.batch_size), int(config.data.image_size)
+    keras.utils.set_random_seed(config.seed)
+
+    def build():
+        model = supervised_model(config, num_classes, keras_resnet50)
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
+        return model
+
+    model = _with_policy(precision, build)
+    rng = np.random.default_rng(config.seed)
+    images = rng.random((batch_size, size, size, 3), dtype=np.float32)
+    labels = rng.integers(0, num_classes, (batch_size,), dtype=np.int32)
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=max(warmup_steps, 1), verbose=0)
+    compile_seconds = time.perf_counter() - start
+    timer = _EpochTimer()
+    history = model.fit(data, epochs=repeats, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    rate = statistics.median(batch_size * steps / s for s in timer.seconds)
+    return {
+        "images_per_sec": rate,
+        "seconds_per_step": batch_size / rate,
+        "compile_seconds": compile_seconds,
+        "seconds": timer.seconds,
+        "loss": float(history.history["loss"][-1]),
+        "parameters": int(model.count_params()),
+    }
+
+
+def peak_matmul(dtype="float32", n=4096, repeats=5):
+    """Measured FLOP/s of an `n x n` by `n x n` `tf.matmul` under `tf.function`."""
+    rng = np.random.default_rng(0)
+    a = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
+    b = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
+
+    @tf.function
+    def product(a, b):
+        return tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32))  # a scalar to wait on
+
+    product(a, b).numpy()
+    flops = 2.0 * n**3
+    seconds, _ = _timed_rates(lambda: product(a, b).numpy(), 1, repeats)
+    return {"dtype": dtype, "n": n, "flops_per_sec": flops / statistics.median(seconds), "seconds": seconds}

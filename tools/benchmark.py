@@ -1,0 +1,214 @@
+r"""Benchmarks the BYOL training step, its input pipeline and a TPU projection.
+
+Reports, for each precision:
+
+- the BYOL step (library step + loop, synthetic uint8 views already in
+  memory): images/s, achieved FLOP/s from the analytic FLOP count, and
+  utilization of this machine's measured peak matmul FLOP/s;
+- Keras' own supervised `model.fit` step of the same encoder and batch
+  (+ `keras.applications.ResNet50` for depth-50 configs), and the time ratio
+  BYOL / supervised against the FLOP ratio 8/3 (target: <= 1.15 x 8/3);
+- peak memory of each phase (each runs in a fresh process by default);
+
+then the input pipeline (two augmented views per JPEG vs decode only, per
+host core) and the projected BYOL throughput per TPU v3 core / v4 chip.
+
+Usage (from the repository root):
+
+    python tools/benchmark.py                                # CIFAR-10 R18, batch 64
+    python tools/benchmark.py --config=configs/quickstart.py --batch=32 --steps=5
+    python tools/benchmark.py --config=configs/imagenet_resnet50.py --batch=8 \
+        --steps=3 --output=bench_r50.json
+
+Any config value can be overridden with `--config.section.key=value`.
+"""
+
+import json
+import os
+import sys
+import time
+
+_TOOLS = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_TOOLS)
+sys.path.insert(0, _REPO)  # run from a checkout without installing
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+import bench_flops  # noqa: E402
+import bench_input  # noqa: E402
+import bench_isolate  # noqa: E402
+import bench_step  # noqa: E402
+import bench_table  # noqa: E402
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+PHASES = ("flops", "matmul", "byol", "supervised", "keras_resnet50", "input")
+MATMUL_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+TARGET_FACTOR = 1.15
+NUM_CLASSES = {"imagenet2012": 1000, "imagenet2012_subset": 1000, "cifar100": 100}
+
+
+def _host_info():
+    import keras  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": bench_input.host_cores(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "load_average_start": os.getloadavg()}
+
+
+def _input_dir(config, input_dir):
+    """The JPEG folder for the input phase: given, bundled 32-px sample, or 400x300 copies."""
+    from byol_tf.data import sources  # pylint: disable=g-import-not-at-top
+
+    if input_dir:
+        return input_dir
+    if int(config.data.image_size) <= 64:
+        return sources.sample_dir()
+    target = os.path.join(os.environ.get("TMPDIR", "/tmp"), "byol_bench_jpeg_400x300")
+    return bench_input.make_jpeg_folder(sources.sample_dir(), target)
+
+
+def run_benchmark(config, *, precisions=PRECISIONS, steps=5, warmup_steps=2, repeats=3,
+                  jit_compile=False, phases=PHASES, isolate=True, input_dir=None,
+                  input_images=2048, matmul_size=4096, print_fn=print):
+    """Runs the benchmark phases for `config` (batch, image size already set) into a report dict."""
+    batch = int(config.training.batch_size)
+    num_classes = NUM_CLASSES.get(config.data.name, 10)
+    resnet50 = "keras_resnet50" in phases and int(config.model.depth) == 50
+    timing = dict(steps=steps, warmup_steps=warmup_steps, repeats=repeats, num_classes=num_classes,
+                  jit_compile=jit_compile)
+    report = {
+        "host": _host_info(),
+        "settings": {"batch": batch, "image_size": int(config.data.image_size), "steps": steps,
+                     "warmup_steps": warmup_steps, "repeats": repeats, "jit_compile": jit_compile,
+                     "precisions": list(precisions), "isolated_processes": isolate,
+                     "model": {k: config.model[k] for k in ("depth", "width_multiplier", "stem", "norm",
+                                                            "projector_hidden_dim", "projection_dim",
+                                                            "predictor_hidden_dim")}},
+        "precisions": {},
+    }
+
+    def phase(name, fn, *args, **kwargs):
+        print_fn(f"[benchmark] {name} ...")
+        start = time.perf_counter()
+        result = bench_isolate.run_phase(fn, *args, isolate=isolate, **kwargs)
+        result["wall_seconds"] = time.perf_counter() - start
+        print_fn(f"[benchmark] {name} done in {result['wall_seconds']:.0f} s")
+        return result
+
+    if "flops" in phases:
+        report["flops"] = phase("flops", bench_flops.count_phase, config, num_classes, resnet50)
+    if "matmul" in phases:
+        report["peak_matmul"] = {
+            MATMUL_DTYPE[p]: phase(f"matmul {MATMUL_DTYPE[p]}", bench_step.peak_matmul, MATMUL_DTYPE[p], matmul_size)
+            for p in precisions}
+    for precision in precisions:
+        entry = report["precisions"][precision] = {}
+        if "byol" in phases:
+            entry["byol"] = phase(f"byol {precision}", bench_step.byol_step, config, precision, **timing)
+        if "supervised" in phases:
+            entry["supervised"] = phase(f"supervised {precision}", bench_step.supervised_step, config,
+                                        precision, **timing)
+        if resnet50:
+            entry["keras_resnet50"] = phase(f"keras ResNet50 {precision}", bench_step.supervised_step,
+                                            config, precision, keras_resnet50=True, **timing)
+    if "input" in phases:
+        data_dir = _input_dir(config, input_dir)
+        report["input"] = phase("input pipeline", bench_input.input_pipeline, config, data_dir, batch,
+                                num_images=input_images, repeats=repeats)
+    _derive(report)
+    report["host"]["load_average_end"] = os.getloadavg()
+    return report
+
+
+def _derive(report):
+    """Adds achieved FLOP/s, utilization, ratios, verdicts and projections."""
+    flops, peaks = report.get("flops"), report.get("peak_matmul", {})
+    target = TARGET_FACTOR * bench_flops.NOMINAL_RATIO
+    for precision, entry in report["precisions"].items():
+        peak = peaks.get(MATMUL_DTYPE[precision], {}).get("flops_per_sec")
+        for name, key in (("byol", "byol"), ("supervised", "supervised"), ("keras_resnet50", "keras_resnet50")):
+            if name in entry and flops and key in flops:
+                achieved = entry[name]["images_per_sec"] * flops[key]["step_per_image"]
+                entry[name]["achieved_flops_per_sec"] = achieved
+                entry[name]["utilization"] = achieved / peak if peak else None
+        if "byol" in entry and "supervised" in entry:
+            ratio = entry["byol"]["seconds_per_step"] / entry["supervised"]["seconds_per_step"]
+            entry["comparison"] = {
+                "time_ratio": ratio,
+                "nominal_flop_ratio": bench_flops.NOMINAL_RATIO,
+                "counted_flop_ratio": flops["step_ratio"] if flops else None,
+                "target": target,
+                "verdict": "PASS" if ratio <= target else "FAIL",
+            }
+    if flops:
+        report["projection"] = {
+            "config": bench_flops.tpu_projection(flops["byol"]["step_per_image"]),
+            "resnet50_224": bench_flops.tpu_projection(flops["resnet50_224"]["step_per_image"]),
+            "paper_images_per_sec_per_v3_core": bench_flops.PAPER_IMAGES_PER_SEC_PER_V3_CORE,
+            "paper_implied_utilization": bench_flops.paper_implied_utilization(
+                flops["resnet50_224"]["step_per_image"]),
+        }
+
+
+_CONFIG = None  # defined in main(), so importing this module defines no flags
+
+
+def _define_flags():
+    from byol_tf import cli  # pylint: disable=g-import-not-at-top
+
+    global _CONFIG
+    _CONFIG = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_resnet18.py"),
+                                     "Experiment config file (configs/*.py[:arg]).")
+    flags.DEFINE_integer("batch", 64, "Global batch size (images per view per step).")
+    flags.DEFINE_enum("precision", "both", ["float32", "mixed_bfloat16", "both"], "Precision policy.")
+    flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
+    flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, compilation).")
+    flags.DEFINE_integer("repeats", 3, "Timed repeats; rates are medians.")
+    flags.DEFINE_integer("image_size", None, "Override of config.data.image_size.")
+    flags.DEFINE_bool("jit", False, "XLA-compile the steps (jit_compile=True).")
+    flags.DEFINE_list("phases", list(PHASES), f"Phases to run, among {','.join(PHASES)}.")
+    flags.DEFINE_bool("isolate", True, "Run each phase in a fresh process (per-phase peak RSS).")
+    flags.DEFINE_string("input_dir", None, "JPEG folder root (train/<class>/*.jpg) for the input "
+                        "phase. Default: bundled 32-px sample, or 400x300 copies of it above 64 px.")
+    flags.DEFINE_integer("input_images", 2048, "Images per timed input-pipeline repeat.")
+    flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul for the peak FLOP/s.")
+    flags.DEFINE_string("output", None, "Write the report as JSON to this path.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    unknown = sorted(set(f.phases) - set(PHASES))
+    if unknown:
+        raise app.UsageError(f"Unknown --phases {unknown}; use some of {','.join(PHASES)}.")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter child processes
+    config = _CONFIG.value
+    config.training.batch_size = f.batch
+    if f.image_size:
+        config.data.image_size = f.image_size
+    precisions = PRECISIONS if f.precision == "both" else (f.precision,)
+    start = time.perf_counter()
+    report = run_benchmark(
+        config, precisions=precisions, steps=f.steps, warmup_steps=f.warmup_steps,
+        repeats=f.repeats, jit_compile=f.jit, phases=tuple(f.phases), isolate=f.isolate,
+        input_dir=f.input_dir, input_images=f.input_images, matmul_size=f.matmul_size)
+    report["settings"]["command"] = " ".join(sys.argv)
+    report["wall_seconds"] = time.perf_counter() - start
+    print(bench_table.format_report(report))
+    if f.output:
+        with open(f.output, "w") as out:
+            json.dump(report, out, indent=2)
+        print(f"Wrote {f.output}")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
