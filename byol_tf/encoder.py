@@ -63,7 +63,7 @@ def load_encoder(path, trainable=True, bn_inference=False, step=None):
     model.fit(images, labels, epochs=5)
     ```
     """
-    path = os.fspath(path)
+    path = given = os.fspath(path)
     if tf.io.gfile.exists(os.path.join(path, "config.json")):
         from byol_tf.training import checkpointing
 
@@ -75,7 +75,7 @@ def load_encoder(path, trainable=True, bn_inference=False, step=None):
             path = os.path.join(path, KERAS_FILENAME)
         if not path.endswith(".keras") or not tf.io.gfile.exists(path):
             raise FileNotFoundError(
-                f"No encoder at {path}: pass an encoder.keras file, an export version directory "
+                f"No encoder at {given}: pass an encoder.keras file, an export version directory "
                 "(<export_dir>/<version>) or a training workdir."
             )
         encoder = keras.saving.load_model(path, compile=False)

@@ -84,7 +84,7 @@ class EncoderServingModule(tf.Module):
         images = encoder_lib.preprocess(image_bytes, self.image_size, self.crop_fraction)
         return self._representation(images)
 
-    def signatures(self):
+    def signature_map(self):
         """The signatures to pass to `tf.saved_model.save`."""
         return {SERVING_SIGNATURE: self.serve_bytes, PREPROCESSED_SIGNATURE: self.serve_images}
 
@@ -149,7 +149,7 @@ def export(workdir, export_dir, version=None, step=None):
 def write(encoder, config, path, metadata):
     """Writes the SavedModel, `encoder.keras` and `byol_export.json` to `path`."""
     module = EncoderServingModule(encoder, config.data.image_size, config.data.eval_crop_fraction)
-    tf.saved_model.save(module, path, signatures=module.signatures())
+    tf.saved_model.save(module, path, signatures=module.signature_map())
     encoder.save(os.path.join(path, KERAS_FILENAME))
     _write_metadata(path, metadata)
 

@@ -40,8 +40,8 @@ def sample_batch(count=128):
     return [p.read_bytes() for p, _ in pairs], np.array([label for _, label in pairs], np.int32)
 
 
-def _batch_norms(model):
-    return [layer for layer in encoder_lib._all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+def _batch_norms(encoder):
+    return [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,12 @@ def test_load_encoder_matches_in_memory_encoder(exported):
         assert encoder.input_shape == (None, 32, 32, 3) and encoder.trainable
 
 
-def _classifier(encoder):
+def _classifier(encoder, run_eagerly=False):
+    """`Sequential([encoder, Dense(10)])` compiled for labels; eager mode skips tracing."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([encoder, keras.layers.Dense(10, name="classifier")])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, run_eagerly=run_eagerly)
     return model
 
 
@@ -108,7 +109,7 @@ def test_bn_inference_keeps_moving_statistics(exported):
     assert norms and not any(layer.trainable for layer in norms)
     x = exported["images"][:8]
     np.testing.assert_allclose(encoder(x, training=True), encoder(x, training=False), atol=1e-5)
-    model = _classifier(encoder)
+    model = _classifier(encoder, run_eagerly=True)  # two steps: cheaper than tracing
     before = [w.numpy() for layer in norms for w in layer.weights]
     kernel = encoder.get_layer("stage3_block1_conv1").kernel.numpy()
     model.fit(exported["images"][:64], exported["labels"][:64], batch_size=32, epochs=1, verbose=0)
@@ -121,7 +122,7 @@ def test_bn_inference_keeps_moving_statistics(exported):
 def test_frozen_encoder_for_linear_evaluation(exported):
     encoder = encoder_lib.load_encoder(exported["keras"], trainable=False)
     assert encoder.trainable_weights == []
-    model = _classifier(encoder)
+    model = _classifier(encoder, run_eagerly=True)
     before = [w.numpy() for w in encoder.weights]
     model.fit(exported["images"][:64], exported["labels"][:64], batch_size=32, epochs=1, verbose=0)
     for b, w in zip(before, encoder.weights):

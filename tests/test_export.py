@@ -154,6 +154,10 @@ def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
             from_bytes=str(tmp_path / f"{name}_bytes.npy"), from_images=str(tmp_path / f"{name}_pre.npy"),
         ))
         wanted.append(representation)
+    # Control: without -S the editable install's hook finds byol_tf, so the check below is real.
+    found = subprocess.run([sys.executable, "-I", "-c", "import importlib.util as u; print(u.find_spec('byol_tf'))"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "ModuleSpec(name='byol_tf'" in found.stdout, found.stdout + found.stderr
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     (tmp_path / "loader.py").write_text(LOADER)
     site = json.dumps([os.path.dirname(os.path.dirname(tf.__file__)), os.path.dirname(np.__path__[0])])
