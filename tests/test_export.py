@@ -213,6 +213,8 @@ def test_refuses_existing_versions(trained, tmp_path):
     with pytest.raises(FileExistsError, match="Version 1 already exists") as error:
         export_lib.export(trained["workdir"], trained["export_dir"], version=1)
     assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        export_lib.export(trained["workdir"], trained["export_dir"], version=-2)
     for name in ("0010", "3", "abc", ".tmp-11-x"):
         (tmp_path / name).mkdir()
     assert export_lib.existing_versions(str(tmp_path)) == [3, 10]
