@@ -4,30 +4,54 @@ import numpy as np
 import tensorflow as tf
 
 
-def extract_features(encoder, dataset, max_examples=0):
+def extract_features(encoder, dataset, max_examples=0, strategy=None):
     """Runs `encoder` in inference mode over `dataset`; returns numpy arrays.
 
     Args:
         encoder: a Keras model mapping float images in `[0, 1]` to features.
-        dataset: yields `{"image": uint8[B,S,S,3], "label": int32[B]}`.
+        dataset: yields `{"image": uint8[B,S,S,3], "label": int32[B]}`
+            (global batches).
         max_examples: stop after this many examples (`0`: the whole set).
+            Defaults to `0`.
+        strategy: a `tf.distribute.Strategy` whose scope holds `encoder`;
+            batches are then split across its replicas and gathered back in
+            order. Defaults to `None` (the current strategy).
 
     Returns:
-        `(features float32 [N, D], labels int32 [N])`.
+        `(features float32 [N, D], labels int32 [N])`, in the dataset's order.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    distributed = strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
 
-    # One trace for every batch size (the last batch is smaller).
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-    def embed(images):
-        return encoder(tf.cast(images, tf.float32) / 255.0, training=False)
+    def replica_fn(images, labels):
+        features = encoder(tf.cast(images, tf.float32) / 255.0, training=False)
+        return tf.cast(features, tf.float32), labels
+
+    if distributed:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+
+        @tf.function
+        def embed(batch):
+            features, labels = strategy.run(replica_fn, args=(batch["image"], batch["label"]))
+            return strategy.gather(features, axis=0), strategy.gather(labels, axis=0)
+
+    else:
+        # One trace for every batch size (the last batch is smaller).
+        @tf.function(input_signature=[{"image": tf.TensorSpec([None, None, None, 3], tf.uint8),
+                                       "label": tf.TensorSpec([None], tf.int32)}])
+        def embed(batch):
+            return replica_fn(batch["image"], batch["label"])
 
     features, labels, count = [], [], 0
     for batch in dataset:
-        features.append(np.asarray(embed(batch["image"]), np.float32))
-        labels.append(np.asarray(batch["label"], np.int32))
+        batch_features, batch_labels = embed(batch)
+        features.append(np.asarray(batch_features, np.float32))
+        labels.append(np.asarray(batch_labels, np.int32))
         count += len(labels[-1])
         if max_examples and count >= max_examples:
             break
+    if not features:
+        raise ValueError("The data set is empty: no features to extract.")
     features, labels = np.concatenate(features), np.concatenate(labels)
     if max_examples:
         features, labels = features[:max_examples], labels[:max_examples]

@@ -1,4 +1,9 @@
-"""Linear evaluation of a frozen encoder on cached centre-crop features."""
+"""Linear probe of a frozen encoder on cached centre-crop features, after pretraining.
+
+`byol_tf.experiment` calls this with the pretraining config (`config.eval`);
+the standalone protocols (`linear_protocol`, `knn`, `semi_supervised`) read an
+evaluation config instead.
+"""
 
 from byol_tf.data import pipeline
 from byol_tf.evaluation import features
@@ -30,6 +35,7 @@ def evaluate_encoder(encoder, config, num_classes):
         learning_rate=e.linear_learning_rate,
         seed=config.seed,
     )
+    result.pop("loss")
     result.update(train_examples=len(y_train), test_examples=len(y_test))
     return result
 

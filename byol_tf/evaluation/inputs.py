@@ -1,0 +1,146 @@
+"""Labelled input pipelines of the evaluation protocols.
+
+A split (optionally restricted to a subset of its examples) is read as
+encoded images and labels (`labelled_examples`), then either turned into
+augmented training batches (`train_views`: random resized crop + flip, as on
+the pretraining host side) or centre crops (`center_crops`). Images stay
+uint8 `[B, S, S, 3]`; the classifier converts them to `[0, 1]` floats.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from byol_tf.augment import host
+from byol_tf.data import sources
+
+
+def _folder_root(data):
+    return sources.sample_dir() if data.source == "sample" else data.data_dir
+
+
+def _is_folder(data):
+    return data.source in ("folder", "sample")
+
+
+def _deterministic(ds):
+    options = tf.data.Options()
+    options.deterministic = True  # subsets index the source's order
+    return ds.with_options(options)
+
+
+def num_classes(info):
+    """`info.num_classes`; raises `DataError` for a data set without labels."""
+    if not info.num_classes:
+        raise sources.DataError(
+            f"Data set {info.name!r} has no class labels: the evaluation protocols need labels.")
+    return info.num_classes
+
+
+def split_labels(data, split):
+    """Returns the labels of `split` (int array `[N]`) in the source's order.
+
+    Folder sources read only the file list; TFDS sources need one pass over
+    the split's records (the images are not decoded).
+    """
+    if _is_folder(data):
+        _, labels, _ = sources.list_image_folder(_folder_root(data), split, data.get("check_files", True))
+        return np.asarray(labels, np.int64)
+    ds, _ = sources.load_source(data, split)
+    batches = _deterministic(ds.map(lambda ex: ex["label"]).batch(4096))
+    return np.concatenate([b.numpy() for b in batches] or [np.zeros([0], np.int32)]).astype(np.int64)
+
+
+def labelled_examples(data, split, indices=None):
+    """Reads `split`, or only the examples at `indices`, in the source's order.
+
+    Args:
+        data: a `config.data` ConfigDict (see `eval_config.resolve_data`).
+        split: split name, e.g. `"train"` or a TFDS slice `"train[:-10000]"`.
+        indices: optional int array of example positions (`subsets`).
+            Defaults to `None` (every example).
+
+    Returns:
+        `(dataset, SourceInfo, num_examples)`: a dataset of
+        `{"image": encoded bytes or uint8 pixels, "label": int32}`, the
+        split's info (its class count covers the whole split) and the number
+        of examples the dataset yields.
+    """
+    if indices is None:
+        ds, info = sources.load_source(data, split)
+        return _deterministic(ds), info, info.num_examples
+    indices = np.asarray(indices, np.int64)
+    if _is_folder(data):
+        paths, labels, classes = sources.list_image_folder(
+            _folder_root(data), split, data.get("check_files", True))
+        name = "cifar10_sample" if data.source == "sample" else (data.get("name") or "folder")
+        info = sources.SourceInfo(len(paths), len(classes), tuple(classes), name)
+        ds = tf.data.Dataset.from_tensor_slices((
+            tf.constant(np.asarray(paths)[indices], tf.string),
+            tf.constant(np.asarray(labels, np.int32)[indices], tf.int32)))
+        ds = ds.map(lambda p, y: {"image": tf.io.read_file(p), "label": y},
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return _deterministic(ds), info, len(indices)
+    ds, info = sources.load_source(data, split)
+    size = int(indices.max()) + 1 if len(indices) else 1
+    mask = np.zeros([size], bool)
+    mask[indices] = True
+    mask = tf.constant(mask)
+    ds = ds.enumerate().filter(
+        lambda i, ex: tf.logical_and(i < size, tf.gather(mask, tf.minimum(i, size - 1))))
+    return _deterministic(ds.map(lambda i, ex: ex)), info, len(indices)
+
+
+def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000, cache=False):
+    """Infinite batches of one augmented view per example, for `Model.fit`.
+
+    Each example gets a random resized crop (bicubic, to `image_size`) and a
+    horizontal flip, seeded by `(seed, example counter)`; the order is
+    reshuffled every epoch with a seeded buffer. Batches have a static size
+    (they may span an epoch boundary).
+
+    Args:
+        ds: dataset from `labelled_examples`.
+        image_size: output side in pixels.
+        augment: ConfigDict with `area_range`, `aspect_ratio_range`, `flip_prob`.
+        batch_size: global batch size.
+        seed: int seed.
+        shuffle_buffer: shuffle buffer size. Defaults to `10_000`.
+        cache: keep the encoded examples in memory. Defaults to `False`.
+
+    Returns:
+        A dataset of `(uint8 [B, S, S, 3], int32 [B])` tuples.
+    """
+    if cache:
+        ds = ds.cache()
+    ds = ds.shuffle(max(1, int(shuffle_buffer)), seed=int(seed), reshuffle_each_iteration=True)
+    base = tf.constant([int(seed), 7], tf.int64)
+    area, ratio, flip = tuple(augment.area_range), tuple(augment.aspect_ratio_range), float(augment.flip_prob)
+
+    def view(index, example):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(base, index), 2))
+        image = host.random_resized_crop(example["image"], crop_seed, image_size, area, ratio)
+        return host.random_flip(image, flip_seed, flip), example["label"]
+
+    ds = ds.repeat().enumerate().map(view, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ignore_errors(log_warning=True)
+    return ds.batch(int(batch_size), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def center_crops(ds, image_size, crop_fraction, batch_size):
+    """One pass of centre crops: `{"image": uint8 [B, S, S, 3], "label": int32 [B]}`.
+
+    The last batch may be smaller; undecodable images are dropped with a warning.
+    """
+
+    def crop(example):
+        image = host.center_crop(example["image"], image_size, crop_fraction=crop_fraction)
+        return {"image": image, "label": example["label"]}
+
+    ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+    return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+def as_pairs(ds):
+    """`{"image", "label"}` batches as `(image, label)` tuples for Keras."""
+    return ds.map(lambda b: (b["image"], b["label"]))

@@ -1,0 +1,124 @@
+"""k-nearest-neighbour evaluation of a frozen encoder (cosine similarity).
+
+Every test image votes with its `k` most similar training images (cosine
+similarity of centre-crop features). With `weighting="temperature"` a
+neighbour of similarity `s` adds `exp(s / temperature)` to its class, as in
+Wu et al. 2018 (InstDisc) and most self-supervised codebases; `"majority"`
+adds 1. The defaults `k=200, temperature=0.07` are InstDisc's (DINO uses
+`k=20`); the predicted class is the highest vote, top-5 the five highest.
+
+Similarities are computed in chunks (`query_batch_size` test rows against
+`train_chunk_size` training rows, merging a running top-k per test row), so
+beyond the features themselves memory stays
+`O(query_batch_size * train_chunk_size + N_test * k)`: no `N_test x N_train`
+matrix is ever built.
+
+References:
+    - [Wu et al., 2018](https://arxiv.org/abs/1805.01978)
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import features
+from byol_tf.evaluation import inputs
+from byol_tf.evaluation import linear
+
+
+def nearest_neighbours(train_features, test_features, k, query_batch_size=256, train_chunk_size=65_536):
+    """Returns `(similarities [M, k], indices [M, k])` of the nearest training rows.
+
+    Rows are L2-normalized; neighbours come sorted by decreasing cosine
+    similarity, ties going to the lower training index. The training bank is
+    read one chunk at a time (never copied whole) and every query batch keeps
+    a running top-k.
+    """
+    queries = [tf.math.l2_normalize(tf.constant(test_features[i:i + query_batch_size]), axis=1)
+               for i in range(0, len(test_features), query_batch_size)]
+    best = [tf.zeros([len(q), 0], q.dtype) for q in queries]
+    best_index = [tf.zeros([len(q), 0], tf.int64) for q in queries]
+    for lo in range(0, len(train_features), train_chunk_size):
+        chunk = tf.math.l2_normalize(tf.constant(train_features[lo:lo + train_chunk_size]), axis=1)
+        chunk_index = tf.range(lo, lo + len(chunk), dtype=tf.int64)
+        for i, query in enumerate(queries):
+            # Earlier candidates first: top_k keeps the lower position on ties.
+            values = tf.concat([best[i], tf.matmul(query, chunk, transpose_b=True)], axis=1)
+            index = tf.concat([best_index[i], tf.broadcast_to(chunk_index, [len(query), len(chunk)])], 1)
+            best[i], position = tf.math.top_k(values, k=min(k, int(values.shape[1])))
+            best_index[i] = tf.gather(index, position, batch_dims=1)
+    return tf.concat(best, 0).numpy(), tf.concat(best_index, 0).numpy()
+
+
+def knn_scores(train_features, train_labels, test_features, num_classes, k=200, temperature=0.07,
+               weighting="temperature", query_batch_size=256, train_chunk_size=65_536):
+    """Class votes `[N_test, num_classes]` of the `k` nearest training features.
+
+    Args:
+        train_features: float array `[N, D]` (the feature bank).
+        train_labels: int array `[N]`.
+        test_features: float array `[M, D]`.
+        num_classes: number of classes.
+        k: neighbours per query, at most `N` (larger values are clipped).
+            Defaults to `200`.
+        temperature: the vote of similarity `s` is `exp(s / temperature)`.
+            Defaults to `0.07`.
+        weighting: `"temperature"` or `"majority"` (one vote each).
+            Defaults to `"temperature"`.
+        query_batch_size: test rows per chunk. Defaults to `256`.
+        train_chunk_size: training rows per chunk. Defaults to `65_536`.
+
+    Returns:
+        float64 array `[M, num_classes]` of summed votes.
+    """
+    if weighting not in eval_config.WEIGHTINGS:
+        raise ValueError(f"`weighting` must be one of {eval_config.WEIGHTINGS}. Received: weighting={weighting!r}")
+    if k < 1 or temperature <= 0:
+        raise ValueError(f"Need k >= 1 and temperature > 0. Received: k={k}, temperature={temperature}")
+    train_labels = np.asarray(train_labels, np.int64)
+    similarity, index = nearest_neighbours(train_features, test_features, k, query_batch_size, train_chunk_size)
+    if weighting == "temperature":
+        votes = np.exp(similarity.astype(np.float64) / temperature)
+    else:
+        votes = np.ones(similarity.shape)
+    cells = np.arange(len(index))[:, None] * num_classes + train_labels[index]
+    scores = np.bincount(cells.reshape(-1), votes.reshape(-1), minlength=len(index) * num_classes)
+    return scores.reshape(len(index), num_classes)
+
+
+def run(context, config):
+    """The kNN protocol on `context`'s data; returns a result dict (`results`).
+
+    Args:
+        context: from `context.prepare`.
+        config: the evaluation config (reads `knn`, `eval_batch_size`).
+    """
+    started, data, knn = time.time(), context.data, config.knn
+    crops = {}
+    for split in (data.train_split, data.eval_split):
+        ds, info, _ = inputs.labelled_examples(data, split)
+        crops[split] = inputs.center_crops(ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
+        if split == data.train_split:
+            train_info = info
+    x_train, y_train = features.extract_features(
+        context.encoder, crops[data.train_split], knn.max_train_examples, context.strategy)
+    x_test, y_test = features.extract_features(context.encoder, crops[data.eval_split], strategy=context.strategy)
+    num_classes = inputs.num_classes(train_info)
+    k = min(knn.k, len(y_train))
+    if k < knn.k:
+        logging.warning("knn.k=%d is more than the %d training examples: using k=%d.", knn.k, len(y_train), k)
+    scores = knn_scores(x_train, y_train, x_test, num_classes, k, knn.temperature, knn.weighting,
+                        knn.query_batch_size, knn.train_chunk_size)
+    return {
+        "protocol": "knn", "variant": knn.weighting, "dataset": train_info.name,
+        "train_split": data.train_split, "eval_split": data.eval_split,
+        "train_examples": len(y_train), "eval_examples": len(y_test), "num_classes": num_classes,
+        "checkpoint_step": context.step, "workdir": context.workdir,
+        "top1": linear.topk_accuracy(scores, y_test, 1),
+        "top5": linear.topk_accuracy(scores, y_test, min(5, num_classes)),
+        "epochs": 0, "hyperparameters": dict(knn.to_dict(), k=k),
+        "seconds": round(time.time() - started, 1),
+    }

@@ -1,0 +1,60 @@
+"""Evaluation results: the JSON file every protocol writes, and a short table.
+
+A result is a flat JSON object; accuracies are fractions in `[0, 1]`:
+
+```
+{"protocol": "linear", "variant": "augmented", "dataset": "cifar10_sample",
+ "train_split": "train", "eval_split": "test", "train_examples": 2000,
+ "eval_examples": 1000, "num_classes": 10, "checkpoint_step": 300,
+ "workdir": "/tmp/byol_quickstart", "top1": 0.41, "top5": 0.89, "epochs": 80,
+ "hyperparameters": {...}, "history": {"loss": [...]}, "seconds": 93.1}
+```
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+REQUIRED_KEYS = (
+    "protocol", "dataset", "train_split", "eval_split", "train_examples", "eval_examples",
+    "num_classes", "checkpoint_step", "workdir", "top1", "top5", "epochs",
+)
+
+
+def output_path(workdir, protocol, output=None):
+    """`output` if given, else `<workdir>/eval/<protocol>.json`."""
+    return output or os.path.join(workdir, "eval", f"{protocol}.json")
+
+
+def write(result, path):
+    """Writes `result` as indented JSON (any `tf.io.gfile` path); returns `path`."""
+    missing = [k for k in REQUIRED_KEYS if k not in result]
+    if missing:
+        raise ValueError(f"Result is missing keys {missing}. Received: keys={sorted(result)}")
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def read(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def format_table(results):
+    """Formats result dicts as an aligned text table (percent accuracies)."""
+    header = ("protocol", "dataset", "eval split", "step", "epochs", "top-1", "top-5")
+    rows = [header]
+    for r in results:
+        protocol = r["protocol"] + (f" ({r['variant']})" if r.get("variant") else "")
+        rows.append((
+            protocol, r["dataset"], f"{r['eval_split']} ({r['eval_examples']})", str(r["checkpoint_step"]),
+            str(r["epochs"]) if r["epochs"] else "-", f"{100 * r['top1']:.1f}%", f"{100 * r['top5']:.1f}%",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

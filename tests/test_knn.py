@@ -1,0 +1,113 @@
+"""Tests for byol_tf.evaluation.knn: numpy brute force, real features, mocked TFDS."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import test_features
+from byol_tf import defaults
+from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import knn
+from byol_tf.evaluation import results
+from byol_tf.evaluation import runner
+
+
+def brute_force(train, train_labels, test, num_classes, k, temperature, weighting):
+    """The whole similarity matrix, a stable sort, and explicit vote loops."""
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    test = test / np.linalg.norm(test, axis=1, keepdims=True)
+    similarity = test.astype(np.float64) @ train.astype(np.float64).T
+    scores = np.zeros([len(test), num_classes])
+    for i, row in enumerate(similarity):
+        for j in np.argsort(-row, kind="stable")[:k]:
+            scores[i, train_labels[j]] += np.exp(row[j] / temperature) if weighting == "temperature" else 1.0
+    return scores
+
+
+@pytest.mark.parametrize("weighting,k", [("temperature", 20), ("temperature", 130), ("majority", 7)])
+def test_knn_matches_numpy_brute_force(weighting, k):
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 16)).astype(np.float32)
+    labels = rng.integers(0, 6, size=300)
+    test = rng.normal(size=(77, 16)).astype(np.float32)
+    expected = brute_force(train, labels, test, 6, k, 0.1, weighting)
+    # Chunks smaller than k, and uneven last chunks, on both sides.
+    got = knn.knn_scores(train, labels, test, 6, k, 0.1, weighting, query_batch_size=16, train_chunk_size=50)
+    whole = knn.knn_scores(train, labels, test, 6, k, 0.1, weighting, query_batch_size=1000, train_chunk_size=1000)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(whole, got, rtol=1e-6)
+
+
+def test_nearest_neighbours_order_and_ties():
+    train = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [-1, 0]], np.float32)  # rows 0 and 1 tie
+    similarity, index = knn.nearest_neighbours(train, np.array([[2, 0]], np.float32), 3, train_chunk_size=1)
+    np.testing.assert_array_equal(index, [[0, 1, 3]])
+    np.testing.assert_allclose(similarity, [[1, 1, np.sqrt(0.5)]], rtol=1e-6)
+    # k larger than the bank: every row, still sorted.
+    _, index = knn.nearest_neighbours(train, np.array([[0, 1]], np.float32), 10, train_chunk_size=2)
+    np.testing.assert_array_equal(index, [[2, 3, 0, 1, 4]])
+
+
+def test_knn_argument_errors():
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match="weighting"):
+        knn.knn_scores(x, [0, 1, 0, 1], x, 2, weighting="cosine")
+    config = eval_config.get_config()
+    config.knn.k = 0
+    with pytest.raises(defaults.ConfigError, match="config.knn"):
+        eval_config.validate(config)
+
+
+def test_knn_protocol_on_real_images_beats_chance():
+    workdir, tree = test_features.shared_run()
+    printed = io.StringIO()
+    config = test_features.tree_config(tree)
+    config.knn.k = 20  # k=200 would be all of a class's 200 training images
+    result = runner.evaluate("knn", workdir, config, print_fn=lambda s: print(s, file=printed))
+    written = results.read(os.path.join(workdir, "eval", "knn.json"))
+    assert written == {k: v for k, v in result.items() if k != "output"}
+    assert written["top1"] > 0.5, written  # chance: 1/3
+    assert written["top5"] == 1.0 and written["num_classes"] == 3
+    assert written["train_examples"] == 600 and written["eval_examples"] == 300
+    assert written["checkpoint_step"] == test_features.STEP and written["epochs"] == 0
+    assert written["dataset"] == "sample3" and written["hyperparameters"]["k"] == 20
+    table = printed.getvalue()
+    assert "knn (temperature)  sample3  test (300)" in table
+    assert f"{100 * written['top1']:.1f}%" in table
+    config.knn.weighting = "majority"
+    majority = runner.evaluate("knn", workdir, config, output=os.path.join(workdir, "m.json"), print_fn=len)
+    assert majority["top1"] > 0.5 and majority["variant"] == "majority"
+
+
+def test_knn_protocol_on_mocked_tfds(tmp_path):
+    workdir, _ = test_features.shared_run()
+    config = eval_config.get_config()
+    config.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
+    config.knn.update(k=5, weighting="majority")
+    with tfds.testing.mock_data(num_examples=24):
+        result = runner.evaluate("knn", workdir, config, output=str(tmp_path / "knn.json"), print_fn=len)
+    assert result["dataset"] == "cifar10" and result["variant"] == "majority"
+    assert result["train_examples"] == 24 and result["eval_examples"] == 24 and result["num_classes"] == 10
+    assert json.load(open(tmp_path / "knn.json"))["top5"] == result["top5"]
+
+
+@pytest.mark.slow
+def test_knn_entry_point(tmp_path):
+    workdir, tree = test_features.shared_run()
+    out = tmp_path / "k20.json"
+    ok = subprocess.run(
+        [sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={workdir}", "--config.knn.k=20",
+         "--config.data.source=folder", f"--config.data.data_dir={tree}", "--config.data.eval_split=test",
+         f"--output={out}"], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "knn (temperature)" in ok.stdout and json.load(open(out))["hyperparameters"]["k"] == 20
+    bad = subprocess.run([sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={tmp_path}/none"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: No training run in")

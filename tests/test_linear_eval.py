@@ -1,0 +1,116 @@
+"""Tests for the linear protocol (fast and augmented paths), results and configs."""
+
+import io
+import os
+import runpy
+
+import numpy as np
+import pytest
+
+import test_features
+from byol_tf import defaults
+from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import linear
+from byol_tf.evaluation import linear_protocol
+from byol_tf.evaluation import results
+from byol_tf.evaluation import runner
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def _evaluate(workdir, config, **kwargs):
+    printed = io.StringIO()
+    result = runner.evaluate("linear", workdir, config, print_fn=lambda s: print(s, file=printed), **kwargs)
+    return result, printed.getvalue()
+
+
+def test_fast_path_on_real_images_beats_chance():
+    workdir, tree = test_features.shared_run()
+    config = runpy.run_path(os.path.join(CONFIGS, "linear_eval_small.py"))["get_config"]()
+    result, table = _evaluate(workdir, test_features.tree_config(tree, config))
+    assert result["variant"] == "cached_features" and result["top1"] > 0.5, result  # chance: 1/3
+    assert result["train_examples"] == 600 and result["eval_examples"] == 300
+    assert len(result["history"]["loss"]) == 100 and result["history"]["loss"][-1] < result["history"]["loss"][0]
+    written = results.read(os.path.join(workdir, "eval", "linear.json"))
+    assert written["top1"] == result["top1"] and written["epochs"] == 100
+    assert written["hyperparameters"]["cache_features"] is True
+    assert written["checkpoint_step"] == test_features.STEP and written["workdir"] == workdir
+    assert "linear (cached_features)  sample3  test (300)  7     100" in table
+
+
+def test_augmented_path_one_epoch_beats_chance(tmp_path):
+    workdir, tree = test_features.shared_run()
+    config = test_features.tree_config(tree)
+    config.linear.update(epochs=1, batch_size=16, base_learning_rate=0.5)
+    result, table = _evaluate(workdir, config, output=str(tmp_path / "aug.json"))
+    # Measured 57%; chance is 1/3 (300 test images: 0.45 is 4 standard errors above).
+    assert result["variant"] == "augmented" and result["top1"] > 0.45, result
+    assert result["output"] == str(tmp_path / "aug.json") and os.path.exists(tmp_path / "aug.json")
+    assert len(result["history"]["loss"]) == 1 and result["eval_examples"] == 300
+    assert "linear (augmented)" in table
+
+
+def test_holdout_splits_of_a_folder_source():
+    config = eval_config.get_config()
+    config.linear.holdout_examples = 300
+    data = eval_config.resolve_data(config, test_features.run_config())
+    (train, _, n_train, train_name), (held, _, n_held, held_name) = linear_protocol.train_and_eval_sources(
+        data, 300, seed=0)
+    train_images = {ex["image"] for ex in train.as_numpy_iterator()}
+    held_images = {ex["image"] for ex in held.as_numpy_iterator()}
+    assert (n_train, n_held) == (1700, 300) and len(held_images) == 300
+    assert not train_images & held_images and held_name == "train[holdout 300, seed 0]"
+
+
+def test_linear_eval_on_separable_features():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 3
+    y_train, y_test = rng.integers(0, 4, 400), rng.integers(0, 4, 100)
+    x_train = centres[y_train] + rng.normal(size=(400, 8))
+    x_test = centres[y_test] + rng.normal(size=(100, 8))
+    result = linear.linear_eval(x_train, y_train, x_test, y_test, 4, epochs=20, batch_size=64)
+    assert result["top1"] > 0.95 and result["top5"] == 1.0 and len(result["loss"]) == 20
+
+
+def test_topk_accuracy_breaks_ties_towards_lower_class():
+    scores = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
+    assert linear.topk_accuracy(scores, np.array([0, 2]), 1) == 0.5
+    assert linear.topk_accuracy(scores, np.array([1, 0]), 2) == 0.5
+
+
+def test_results_json_and_table(tmp_path):
+    result = dict(protocol="linear", variant="augmented", dataset="imagenet2012", train_split="train",
+                  eval_split="validation", train_examples=1281167, eval_examples=50000, num_classes=1000,
+                  checkpoint_step=312000, workdir="gs://b/run", top1=0.7431, top5=0.916, epochs=80)
+    path = results.write(result, str(tmp_path / "x" / "linear.json"))
+    assert results.read(path) == result
+    assert results.format_table([result, dict(result, protocol="knn", variant="", epochs=0)]) == "\n".join([
+        "protocol            dataset       eval split          step    epochs  top-1  top-5",
+        "linear (augmented)  imagenet2012  validation (50000)  312000  80      74.3%  91.6%",
+        "knn                 imagenet2012  validation (50000)  312000  -       74.3%  91.6%",
+    ])
+    with pytest.raises(ValueError, match="missing keys"):
+        results.write({"protocol": "linear"}, str(tmp_path / "bad.json"))
+    assert results.output_path("/r", "knn") == "/r/eval/knn.json"
+
+
+def test_configs_and_errors(tmp_path, capsys):
+    imagenet = runpy.run_path(os.path.join(CONFIGS, "linear_eval_imagenet.py"))["get_config"]
+    config = imagenet()
+    assert (config.linear.epochs, config.linear.batch_size, config.linear.base_learning_rate) == (80, 1024, 0.2)
+    assert config.linear.momentum == 0.9 and config.linear.nesterov and config.linear.weight_decay == 0.0
+    assert config.data.name == "imagenet2012" and imagenet("sweep").linear.holdout_examples == 10_000
+    finetune = runpy.run_path(os.path.join(CONFIGS, "finetune_imagenet.py"))["get_config"]
+    assert finetune("10pct").data.name == "imagenet2012_subset/10pct"
+    assert finetune("1pct").finetune.label_fraction == 1.0
+    small = runpy.run_path(os.path.join(CONFIGS, "finetune_small.py"))["get_config"]("0.01")
+    assert small.finetune.label_fraction == 0.01
+    for c in (config, small):
+        eval_config.validate(c)
+    with pytest.raises(AttributeError):
+        config.linear.learning_rate = 1.0  # locked: misspelt keys fail
+    config.linear.epochs = 0
+    with pytest.raises(defaults.ConfigError, match=r"config.linear.epochs=0"):
+        eval_config.validate(config)
+    assert runner.main("linear", str(tmp_path / "missing"), eval_config.get_config()) == 1
+    assert capsys.readouterr().err.strip().startswith("error: No training run in")
