@@ -55,6 +55,11 @@ def make_jpeg_folder(source_root, target_root, width=400, height=300, quality=90
     return target_root
 
 
+def _cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+
+
 def _options():
     options = tf.data.Options()
     options.deterministic = False
@@ -73,17 +78,22 @@ def decode_only_dataset(paths, batch_size):
 
 
 def dataset_rate(dataset, batch_size, num_batches, warmup_batches, repeats):
-    """Median images/s of iterating `dataset` over `num_batches` batches, `repeats` times."""
+    """Iterates `dataset` over `num_batches` batches, `repeats` times.
+
+    Returns `(median images/s, images/s per repeat, median cores used)`.
+    """
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
-    rates = []
+    rates, cores = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         for _ in range(num_batches):
             next(iterator)
-        rates.append(batch_size * num_batches / (time.perf_counter() - start))
-    return statistics.median(rates), rates
+        seconds = time.perf_counter() - start
+        rates.append(batch_size * num_batches / seconds)
+        cores.append((_cpu_seconds() - start_cpu) / seconds)
+    return statistics.median(rates), rates, statistics.median(cores)
 
 
 def input_pipeline(config, data_dir, batch_size, num_images=2048, warmup_batches=3, repeats=3):
@@ -104,8 +114,9 @@ def input_pipeline(config, data_dir, batch_size, num_images=2048, warmup_batches
     paths, _, _ = sources.list_image_folder(data_dir, "train")
     num_batches = max(1, -(-num_images // batch_size))
     args = (batch_size, num_batches, warmup_batches, repeats)
-    views_rate, views_rates = dataset_rate(pipeline.pretrain_dataset(config, batch_size, seed=0), *args)
-    decode_rate, decode_rates = dataset_rate(decode_only_dataset(paths, batch_size), *args)
+    views_rate, views_rates, views_cores = dataset_rate(
+        pipeline.pretrain_dataset(config, batch_size, seed=0), *args)
+    decode_rate, decode_rates, decode_cores = dataset_rate(decode_only_dataset(paths, batch_size), *args)
     cores = host_cores()
     return {
         "data_dir": data_dir,
@@ -118,5 +129,6 @@ def input_pipeline(config, data_dir, batch_size, num_images=2048, warmup_batches
         "decode_images_per_sec": decode_rate,
         "decode_images_per_sec_per_core": decode_rate / cores,
         "views_over_decode": views_rate / decode_rate,
+        "cores_used": {"two_views": views_cores, "decode": decode_cores},
         "repeats": {"two_views": views_rates, "decode": decode_rates},
     }

@@ -10,6 +10,7 @@ uint8 batch that is already in device memory, so no input pipeline is timed.
 """
 
 import math
+import os
 import statistics
 import time
 
@@ -37,14 +38,38 @@ class _SameBatch:
         return self.batch
 
 
+def cpu_seconds():
+    """User + system CPU seconds of this process (all threads) so far."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _timed_rates(run, images_per_call, repeats):
-    """Times `run()` `repeats` times; returns (seconds per call list, median images/s)."""
-    seconds = []
+    """Times `run()` `repeats` times.
+
+    Returns `(wall seconds list, CPU seconds list, median images/s)`. CPU
+    seconds / wall seconds is how many cores the process really got: about
+    the core count on a quiet machine, less when other jobs compete.
+    """
+    seconds, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         run()
         seconds.append(time.perf_counter() - start)
-    return seconds, statistics.median(images_per_call / s for s in seconds)
+        cpu.append(cpu_seconds() - start_cpu)
+    return seconds, cpu, statistics.median(images_per_call / s for s in seconds)
+
+
+def _timing(batch_size, steps, seconds, cpu, rate, compile_seconds):
+    per_step_cpu = statistics.median(c / steps for c in cpu)
+    return {
+        "images_per_sec": rate,
+        "seconds_per_step": batch_size / rate,
+        "cpu_seconds_per_step": per_step_cpu,
+        "cores_used": statistics.median(c / s for c, s in zip(cpu, seconds)),
+        "compile_seconds": compile_seconds,
+        "seconds": seconds,
+    }
 
 
 def _with_policy(precision, build):
@@ -102,15 +127,11 @@ def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, j
     start = time.perf_counter()
     run(max(warmup_steps, 1))
     compile_seconds = time.perf_counter() - start
-    seconds, rate = _timed_rates(lambda: run(steps), batch_size * steps, repeats)
-    return {
-        "images_per_sec": rate,
-        "seconds_per_step": batch_size / rate,
-        "compile_seconds": compile_seconds,
-        "seconds": seconds,
-        "loss": float(outputs["loss"]),
-        "parameters": int(sum(math.prod(v.shape) for v in model.online_variables)),
-    }
+    seconds, cpu, rate = _timed_rates(lambda: run(steps), batch_size * steps, repeats)
+    result = _timing(batch_size, steps, seconds, cpu, rate, compile_seconds)
+    result.update(loss=float(outputs["loss"]),
+                  parameters=int(sum(math.prod(v.shape) for v in model.online_variables)))
+    return result
 
 
 def supervised_model(config, num_classes, keras_resnet50=False):
@@ -128,13 +149,14 @@ def supervised_model(config, num_classes, keras_resnet50=False):
 class _EpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.seconds = []
+        self.seconds, self.cpu = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._start_cpu = time.perf_counter(), cpu_seconds()
 
     def on_epoch_end(self, epoch, logs=None):  # Keras has synced the metrics here
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu.append(cpu_seconds() - self._start_cpu)
 
 
 def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes=10,
@@ -163,14 +185,9 @@ def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes
     timer = _EpochTimer()
     history = model.fit(data, epochs=repeats, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     rate = statistics.median(batch_size * steps / s for s in timer.seconds)
-    return {
-        "images_per_sec": rate,
-        "seconds_per_step": batch_size / rate,
-        "compile_seconds": compile_seconds,
-        "seconds": timer.seconds,
-        "loss": float(history.history["loss"][-1]),
-        "parameters": int(model.count_params()),
-    }
+    result = _timing(batch_size, steps, timer.seconds, timer.cpu, rate, compile_seconds)
+    result.update(loss=float(history.history["loss"][-1]), parameters=int(model.count_params()))
+    return result
 
 
 def peak_matmul(dtype="float32", n=4096, repeats=5):
@@ -185,5 +202,6 @@ def peak_matmul(dtype="float32", n=4096, repeats=5):
 
     product(a, b).numpy()
     flops = 2.0 * n**3
-    seconds, _ = _timed_rates(lambda: product(a, b).numpy(), 1, repeats)
-    return {"dtype": dtype, "n": n, "flops_per_sec": flops / statistics.median(seconds), "seconds": seconds}
+    seconds, cpu, _ = _timed_rates(lambda: product(a, b).numpy(), 1, repeats)
+    return {"dtype": dtype, "n": n, "flops_per_sec": flops / statistics.median(seconds), "seconds": seconds,
+            "cores_used": statistics.median(c / s for c, s in zip(cpu, seconds))}

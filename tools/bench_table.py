@@ -62,6 +62,7 @@ def _step_lines(report):
                 ("seconds_per_step", "s/step", lambda v: _num(v, digits=3)),
                 ("achieved_flops_per_sec", "achieved GFLOP/s", lambda v: _num(v, 1e9)),
                 ("utilization", "utilization of peak", lambda v: _num(v, 0.01, suffix="%")),
+                ("cores_used", "cores used", lambda v: _num(v, digits=2)),
                 ("compile_seconds", "first call s (warm-up)", lambda v: _num(v)),
                 ("memory", "peak RSS (start) / TF MiB", None)):
             cells = [(_memory(e) if fmt is None else fmt(e.get(key))) if e else "-" for e in entries]
@@ -70,25 +71,36 @@ def _step_lines(report):
     comparisons = [report["precisions"][p].get("comparison") for p in precisions]
     if any(comparisons):
         rows.append(["time ratio BYOL/supervised", *[_num(c and c["time_ratio"], digits=3) for c in comparisons]])
+        rows.append(["  same, from CPU time", *[_num(c and c["cpu_time_ratio"], digits=3) for c in comparisons]])
         rows.append(["counted FLOP ratio", *[_num(c and c["counted_flop_ratio"], digits=3) for c in comparisons]])
         target = next(c for c in comparisons if c)["target"]
         rows.append([f"target <= 1.15 x 8/3 = {target:.3f}", *[c["verdict"] if c else "-" for c in comparisons]])
     isolated = report["settings"].get("isolated_processes", True)
-    note = ("  memory: peak RSS of the phase's own process (start = RSS after imports); TF = peak of "
+    note = ("  cores used = CPU s / wall s (the core count on a quiet machine)\n"
+            "  memory: peak RSS of the phase's own process (start = RSS after imports); TF = peak of "
             "get_memory_info('CPU:0')" + ("" if isolated else "; ONE SHARED PROCESS: peaks accumulate"))
-    return lines + _rows(rows, [36] + [18] * len(precisions)) + [note]
+    return lines + _rows(rows, [38] + [22] * len(precisions)) + [note]
 
 
 def _input_lines(inp):
     lines = [f"Input pipeline ({inp['files']} JPEGs, mean {inp['mean_file_bytes'] / 1024:.1f} KiB, "
              f"views {inp['image_size']} px, {inp['cores']} cores; {inp['data_dir']})"]
-    rows = [["", "images/s", "per core"],
+    cores = inp.get("cores_used", {})
+
+    def per_used_core(rate, key):
+        used = cores.get(key)
+        return _num(rate / used) if used else "n/a"
+
+    rows = [["", "images/s", "per core", "per used core"],
             ["pretrain_dataset (2 views each)", _num(inp["two_views_images_per_sec"]),
-             _num(inp["two_views_images_per_sec_per_core"])],
+             _num(inp["two_views_images_per_sec_per_core"]),
+             per_used_core(inp["two_views_images_per_sec"], "two_views")],
             ["read_file + decode_jpeg only", _num(inp["decode_images_per_sec"]),
-             _num(inp["decode_images_per_sec_per_core"])],
-            ["ratio two views / decode", _num(inp["views_over_decode"], digits=3), ""]]
-    return lines + _rows(rows, [36, 14, 12])
+             _num(inp["decode_images_per_sec_per_core"]), per_used_core(inp["decode_images_per_sec"], "decode")],
+            ["ratio two views / decode", _num(inp["views_over_decode"], digits=3), "", ""]]
+    note = (f"  per core = images/s / {inp['cores']} cores; per used core = images/s / (CPU s / wall s): "
+            f"two views {_num(cores.get('two_views'), digits=2)}, decode {_num(cores.get('decode'), digits=2)} cores used")
+    return lines + _rows(rows, [38, 14, 12, 15]) + [note]
 
 
 def _projection_lines(report):
@@ -125,7 +137,8 @@ def format_report(report):
     if "flops" in report:
         lines += [""] + _flops_lines(report["flops"])
     if "peak_matmul" in report:
-        peaks = ", ".join(f"{d} {_num(r['flops_per_sec'], 1e9)} GFLOP/s" for d, r in report["peak_matmul"].items())
+        peaks = ", ".join(f"{d} {_num(r['flops_per_sec'], 1e9)} GFLOP/s ({_num(r.get('cores_used'), digits=2)} cores)"
+                          for d, r in report["peak_matmul"].items())
         n = next(iter(report["peak_matmul"].values()))["n"]
         lines += ["", f"Peak matmul ({n}x{n} @ {n}x{n}, tf.function, median): {peaks}"]
     if any(report["precisions"].values()):

@@ -142,6 +142,8 @@ def _derive(report):
             ratio = entry["byol"]["seconds_per_step"] / entry["supervised"]["seconds_per_step"]
             entry["comparison"] = {
                 "time_ratio": ratio,
+                # Less sensitive to other jobs on the machine than wall time.
+                "cpu_time_ratio": entry["byol"]["cpu_seconds_per_step"] / entry["supervised"]["cpu_seconds_per_step"],
                 "nominal_flop_ratio": bench_flops.NOMINAL_RATIO,
                 "counted_flop_ratio": flops["step_ratio"] if flops else None,
                 "target": target,
