@@ -19,6 +19,7 @@ from byol_tf.data import sources
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import features
 from byol_tf.evaluation import inputs
+from byol_tf.models import resnet
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 
@@ -95,15 +96,17 @@ def _sample_data():
     return eval_config.resolve_data(eval_config.get_config(), run_config())
 
 
-def _encoder():
+def tiny_encoder():
+    """A random ResNet-18 x0.25 encoder for 32-pixel images."""
     keras.utils.set_random_seed(1)
-    return builders.build_model(run_config(0.25), None, sync_batch_norm=False).online_encoder
+    return resnet.resnet(depth=18, width_multiplier=0.25, stem="small", norm="batch",
+                         input_shape=(32, 32, 3), name="encoder")
 
 
 def test_extract_features_matches_direct_call_any_batching_and_strategy():
     data = _sample_data()
     ds = inputs.labelled_examples(data, "test")[0].take(45)
-    encoder = _encoder()
+    encoder = tiny_encoder()
     x7, y7 = features.extract_features(encoder, inputs.center_crops(ds, 32, 1.0, 7))
     x64, y64 = features.extract_features(encoder, inputs.center_crops(ds, 32, 1.0, 64))
     x_cap, y_cap = features.extract_features(encoder, inputs.center_crops(ds, 32, 1.0, 7), max_examples=10)
@@ -134,6 +137,22 @@ def test_labelled_examples_subset_reads_exactly_those_files():
         with open(paths[i], "rb") as f:
             assert ex["image"] == f.read()
     np.testing.assert_array_equal(inputs.split_labels(data, "train"), labels)
+
+
+def test_shuffled_file_order_is_seeded_and_complete():
+    data = _sample_data()
+    picked = np.arange(0, 2000, 50)
+
+    def labels_and_images(**kwargs):
+        ds = inputs.labelled_examples(data, "train", **kwargs)[0]
+        return [(ex["label"], ex["image"]) for ex in ds.as_numpy_iterator()]
+
+    plain = labels_and_images(indices=picked)
+    first = labels_and_images(indices=picked, shuffle_seed=1)
+    assert first == labels_and_images(indices=picked, shuffle_seed=1) and first != plain
+    assert sorted(first) == sorted(plain)
+    whole = inputs.labelled_examples(data, "train", shuffle_seed=1)[0].take(40)
+    assert len({int(ex["label"]) for ex in whole.as_numpy_iterator()}) > 3  # not class-sorted
 
 
 def test_train_views_are_seeded_augmented_crops():

@@ -4,11 +4,14 @@ import io
 import os
 import runpy
 
+import keras
 import numpy as np
 import pytest
 
 import test_features
 from byol_tf import defaults
+from byol_tf.evaluation import classifier
+from byol_tf.evaluation import context
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import linear
 from byol_tf.evaluation import linear_protocol
@@ -24,10 +27,11 @@ def _evaluate(workdir, config, **kwargs):
     return result, printed.getvalue()
 
 
-def test_fast_path_on_real_images_beats_chance():
+def test_fast_path_on_real_images_beats_chance(tmp_path):
     workdir, tree = test_features.shared_run()
     config = runpy.run_path(os.path.join(CONFIGS, "linear_eval_small.py"))["get_config"]()
     result, table = _evaluate(workdir, test_features.tree_config(tree, config))
+    assert result["output"] == os.path.join(workdir, "eval", "linear.json")
     assert result["variant"] == "cached_features" and result["top1"] > 0.5, result  # chance: 1/3
     assert result["train_examples"] == 600 and result["eval_examples"] == 300
     assert len(result["history"]["loss"]) == 100 and result["history"]["loss"][-1] < result["history"]["loss"][0]
@@ -38,16 +42,36 @@ def test_fast_path_on_real_images_beats_chance():
     assert "linear (cached_features)  sample3  test (300)  7     100" in table
 
 
-def test_augmented_path_one_epoch_beats_chance(tmp_path):
+def test_augmented_path_one_epoch_beats_chance_with_a_frozen_encoder():
     workdir, tree = test_features.shared_run()
     config = test_features.tree_config(tree)
     config.linear.update(epochs=1, batch_size=16, base_learning_rate=0.5)
-    result, table = _evaluate(workdir, config, output=str(tmp_path / "aug.json"))
+    ctx = context.prepare(workdir, config)
+    before = [v.numpy().copy() for v in ctx.encoder.weights]  # incl. BN moving statistics
+    result = linear_protocol.run(ctx, config)
     # Measured 57%; chance is 1/3 (300 test images: 0.45 is 4 standard errors above).
     assert result["variant"] == "augmented" and result["top1"] > 0.45, result
-    assert result["output"] == str(tmp_path / "aug.json") and os.path.exists(tmp_path / "aug.json")
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(ctx.encoder.weights, before))
     assert len(result["history"]["loss"]) == 1 and result["eval_examples"] == 300
-    assert "linear (augmented)" in table
+    assert list(result["augment"]["area_range"]) == [0.08, 1.0]
+    assert "linear (augmented)  sample3" in results.format_table([result])
+
+
+def test_classifier_freezes_what_the_protocol_says():
+    encoder = test_features.tiny_encoder()
+    frozen = classifier.build_classifier(encoder, 5, train_encoder=False)
+    assert [v.path for v in frozen.trainable_variables] == ["head/kernel", "head/bias"]
+    tuned = classifier.build_classifier(encoder, 5, train_encoder=True, bn_training=True)
+    assert len(tuned.trainable_variables) == len(encoder.weights) - 2 * _count_bn(encoder) + 2
+    no_bn = classifier.build_classifier(encoder, 5, train_encoder=True, bn_training=False)
+    assert not any("gamma" in v.path or "beta" in v.path for v in no_bn.trainable_variables)
+    assert any("kernel" in v.path and "head" not in v.path for v in no_bn.trainable_variables)
+    logits = tuned(np.zeros((2, 32, 32, 3), np.uint8))
+    assert logits.shape == (2, 5) and logits.dtype == "float32"
+
+
+def _count_bn(model):
+    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def test_holdout_splits_of_a_folder_source():

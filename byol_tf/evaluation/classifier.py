@@ -96,9 +96,10 @@ def fit(model, train_batches, num_examples, section, num_classes, verbose=0):
         Per-epoch training history `{"loss": [...], "top1": [...], "top5": [...]}`.
     """
     steps_per_epoch = max(1, math.ceil(num_examples / section.batch_size))
-    optimizer = sgd(section.base_learning_rate, section.batch_size, section.epochs * steps_per_epoch,
-                    section.momentum, section.nesterov, section.weight_decay)
-    compile_classifier(model, optimizer, num_classes)
+    with model.distribute_strategy.scope():  # optimizer and metric variables
+        optimizer = sgd(section.base_learning_rate, section.batch_size, section.epochs * steps_per_epoch,
+                        section.momentum, section.nesterov, section.weight_decay)
+        compile_classifier(model, optimizer, num_classes)
     history = model.fit(train_batches, epochs=section.epochs, steps_per_epoch=steps_per_epoch,
                         shuffle=False, verbose=verbose)  # the dataset reshuffles itself
     return {k: [float(v) for v in values] for k, values in history.history.items()}

@@ -50,7 +50,7 @@ def split_labels(data, split):
     return np.concatenate([b.numpy() for b in batches] or [np.zeros([0], np.int32)]).astype(np.int64)
 
 
-def labelled_examples(data, split, indices=None):
+def labelled_examples(data, split, indices=None, shuffle_seed=None):
     """Reads `split`, or only the examples at `indices`, in the source's order.
 
     Args:
@@ -58,6 +58,11 @@ def labelled_examples(data, split, indices=None):
         split: split name, e.g. `"train"` or a TFDS slice `"train[:-10000]"`.
         indices: optional int array of example positions (`subsets`).
             Defaults to `None` (every example).
+        shuffle_seed: if set, the file order is reshuffled every epoch
+            (seeded) before any image is read: folder lists are sorted by
+            class, which a shuffle buffer cannot undo. A TFDS subset keeps its
+            record order (its records are shuffled when prepared).
+            Defaults to `None` (the source's order).
 
     Returns:
         `(dataset, SourceInfo, num_examples)`: a dataset of
@@ -65,8 +70,9 @@ def labelled_examples(data, split, indices=None):
         split's info (its class count covers the whole split) and the number
         of examples the dataset yields.
     """
+    shuffle = shuffle_seed is not None
     if indices is None:
-        ds, info = sources.load_source(data, split)
+        ds, info = sources.load_source(data, split, shuffle_files=shuffle, seed=shuffle_seed)
         return _deterministic(ds), info, info.num_examples
     indices = np.asarray(indices, np.int64)
     if _is_folder(data):
@@ -77,6 +83,8 @@ def labelled_examples(data, split, indices=None):
         ds = tf.data.Dataset.from_tensor_slices((
             tf.constant(np.asarray(paths)[indices], tf.string),
             tf.constant(np.asarray(labels, np.int32)[indices], tf.int32)))
+        if shuffle:
+            ds = ds.shuffle(len(indices), seed=int(shuffle_seed), reshuffle_each_iteration=True)
         ds = ds.map(lambda p, y: {"image": tf.io.read_file(p), "label": y},
                     num_parallel_calls=tf.data.AUTOTUNE)
         return _deterministic(ds), info, len(indices)

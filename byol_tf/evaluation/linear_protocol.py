@@ -30,23 +30,27 @@ from byol_tf.evaluation import subsets
 def train_and_eval_sources(data, holdout=0, seed=0):
     """`((dataset, info, count, split_name), ...)` for training and evaluation.
 
+    The training dataset's file order is reshuffled every epoch (`seed`).
+
     Args:
         data: the resolved `config.data`.
         holdout: number of held-out training examples to evaluate on instead
             of `data.eval_split` (`0`: none). Defaults to `0`.
-        seed: seed of the random held-out set of folder sources. Defaults to `0`.
+        seed: seed of the file shuffling and of the random held-out set of
+            folder sources. Defaults to `0`.
     """
     split = data.train_split
     if not holdout:
-        return ((*inputs.labelled_examples(data, split), split),
+        return ((*inputs.labelled_examples(data, split, shuffle_seed=seed), split),
                 (*inputs.labelled_examples(data, data.eval_split), data.eval_split))
     if data.source == "tfds":
         rest, held = subsets.tfds_holdout_splits(split, holdout)
-        return (*inputs.labelled_examples(data, rest), rest), (*inputs.labelled_examples(data, held), held)
+        return ((*inputs.labelled_examples(data, rest, shuffle_seed=seed), rest),
+                (*inputs.labelled_examples(data, held), held))
     labels = inputs.split_labels(data, split)
     rest, held = subsets.random_holdout(len(labels), holdout, seed)
     name = f"{split}[holdout {holdout}, seed {seed}]"
-    return ((*inputs.labelled_examples(data, split, rest), f"{split}[rest]"),
+    return ((*inputs.labelled_examples(data, split, rest, shuffle_seed=seed), f"{split}[rest]"),
             (*inputs.labelled_examples(data, split, held), name))
 
 
@@ -89,5 +93,6 @@ def run(context, config, verbose=0):
         "checkpoint_step": context.step, "workdir": context.workdir,
         "top1": scores["top1"], "top5": scores["top5"], "epochs": lin.epochs,
         "hyperparameters": lin.to_dict(), "history": history,
+        "augment": None if lin.cache_features else config.augment.to_dict(),
         "seconds": round(time.time() - started, 1),
     }

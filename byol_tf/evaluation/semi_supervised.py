@@ -27,26 +27,28 @@ import time
 
 import numpy as np
 
+from byol_tf import defaults
 from byol_tf.evaluation import classifier
 from byol_tf.evaluation import inputs
 from byol_tf.evaluation import subsets
 
 
-def labelled_subset(data, fraction, seed):
+def labelled_subset(data, fraction, seed, shuffle_seed=None):
     """`(dataset, info, count, labels)` of the per-class sample of `data.train_split`.
 
     `labels` (of the sampled examples) is `None` when `fraction == 1`: the
-    whole split is read without a first pass.
+    whole split is read without a first pass. `shuffle_seed`: see
+    `inputs.labelled_examples`.
     """
     if fraction >= 1.0:
-        return (*inputs.labelled_examples(data, data.train_split), None)
+        return (*inputs.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed), None)
     labels = inputs.split_labels(data, data.train_split)
     indices = subsets.per_class_sample(labels, fraction, seed)
     if not len(indices):
-        raise ValueError(
-            f"finetune.label_fraction={fraction} keeps no example of {data.train_split!r} "
+        raise defaults.ConfigError(
+            f"config.finetune.label_fraction={fraction} keeps no example of {data.train_split!r} "
             f"({len(labels)} examples): raise the fraction.")
-    return (*inputs.labelled_examples(data, data.train_split, indices), labels[indices])
+    return (*inputs.labelled_examples(data, data.train_split, indices, shuffle_seed), labels[indices])
 
 
 def build_model(context, num_classes, bn_training=True):
@@ -68,7 +70,7 @@ def run(context, config, verbose=0, model_fn=None):
             export). Defaults to `None`.
     """
     started, data, ft = time.time(), context.data, config.finetune
-    ds, info, count, subset_labels = labelled_subset(data, ft.label_fraction, ft.subset_seed)
+    ds, info, count, subset_labels = labelled_subset(data, ft.label_fraction, ft.subset_seed, config.seed)
     num_classes = inputs.num_classes(info)
     model = build_model(context, num_classes, ft.bn_training)
     batches = inputs.train_views(ds, context.image_size, config.augment, ft.batch_size, config.seed,
@@ -89,6 +91,6 @@ def run(context, config, verbose=0, model_fn=None):
         "label_fraction": ft.label_fraction, "examples_per_class": per_class,
         "checkpoint_step": context.step, "workdir": context.workdir,
         "top1": scores["top1"], "top5": scores["top5"], "epochs": ft.epochs,
-        "hyperparameters": ft.to_dict(), "history": history,
+        "hyperparameters": ft.to_dict(), "augment": config.augment.to_dict(), "history": history,
         "seconds": round(time.time() - started, 1),
     }
