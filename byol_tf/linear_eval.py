@@ -17,39 +17,38 @@ Usage:
 The default config (`byol_tf/evaluation/eval_config.py`) evaluates on the
 pretraining run's data; override any value with `--config.section.key=value`
 (e.g. `--config.linear.holdout_examples=10000` for the lr sweep). The result
-goes to `<workdir>/eval/linear.json` (or `--output`).
+goes to `<workdir>/eval/linear.json` (or `--output`). `byol_tf.finetune` and
+`byol_tf.knn_eval` take the same flags.
 """
 
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
+
+from byol_tf import cli
+from byol_tf.evaluation import runner
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "evaluation" / "eval_config.py"
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(DEFAULT_CONFIG), "Evaluation config file (configs/*.py[:arg]).", lock_config=True)
+_CONFIG = cli.define_config_flag(str(DEFAULT_CONFIG), "Evaluation config file (configs/*.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Pretraining run directory (config.json + checkpoints).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
-_OUTPUT = flags.DEFINE_string("output", None, "Result JSON path (default: <workdir>/eval/<protocol>.json).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default: the newest.", lower_bound=0)
+_OUTPUT = flags.DEFINE_string("output", None, "Result JSON path; default: <workdir>/eval/<protocol>.json.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
 
 
 def launch(protocol):
-    """Runs `protocol` with the parsed flags (shared by the evaluation entry points)."""
+    """Runs `protocol` ("linear", "finetune", "knn") with the parsed flags."""
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         if not _WORKDIR.value:
             raise app.UsageError("--workdir is required: the directory of a pretraining run.")
-        from byol_tf.evaluation import runner  # after flag parsing: TensorFlow loads here
+        runner.run(protocol, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value, _TPU.value)
 
-        sys.exit(runner.main(protocol, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value, _TPU.value))
-
-    app.run(main)
+    cli.run(main, runner.USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -111,3 +111,6 @@ def test_knn_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={tmp_path}/none"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: No training run in")
+    typo = subprocess.run([sys.executable, "-m", "byol_tf.finetune", f"--workdir={workdir}",
+                           "--config.finetune.label_fractoin=0.1"], capture_output=True, text=True, timeout=600)
+    assert typo.returncode == 2 and "label_fractoin" in typo.stderr.strip().splitlines()[-1]

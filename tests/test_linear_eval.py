@@ -118,7 +118,7 @@ def test_results_json_and_table(tmp_path):
     assert results.output_path("/r", "knn") == "/r/eval/knn.json"
 
 
-def test_configs_and_errors(tmp_path, capsys):
+def test_configs_and_errors(tmp_path):
     imagenet = runpy.run_path(os.path.join(CONFIGS, "linear_eval_imagenet.py"))["get_config"]
     config = imagenet()
     assert (config.linear.epochs, config.linear.batch_size, config.linear.base_learning_rate) == (80, 1024, 0.2)
@@ -136,5 +136,7 @@ def test_configs_and_errors(tmp_path, capsys):
     config.linear.epochs = 0
     with pytest.raises(defaults.ConfigError, match=r"config.linear.epochs=0"):
         eval_config.validate(config)
-    assert runner.main("linear", str(tmp_path / "missing"), eval_config.get_config()) == 1
-    assert capsys.readouterr().err.strip().startswith("error: No training run in")
+    with pytest.raises(runner.USER_ERRORS, match="No training run in"):
+        runner.evaluate("linear", str(tmp_path / "missing"), eval_config.get_config())
+    with pytest.raises(runner.USER_ERRORS, match="Unknown protocol"):
+        runner.evaluate("probe", str(tmp_path / "missing"), eval_config.get_config())

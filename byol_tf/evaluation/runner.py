@@ -59,16 +59,9 @@ def evaluate(protocol, workdir, config, step=None, output=None, strategy=None, p
     return dict(result, output=path)
 
 
-def main(protocol, workdir, config, step=None, output=None, tpu=None):
-    """What the entry points run: returns the exit status (user errors: one line)."""
-    import sys  # pylint: disable=g-import-not-at-top
 
+def run(protocol, workdir, config, step=None, output=None, tpu=None, print_fn=print):
+    """`evaluate` on this machine's strategy (`--tpu`), with `Model.fit` progress lines."""
     from byol_tf.training import distribute  # pylint: disable=g-import-not-at-top
 
-    try:
-        strategy = distribute.get_strategy(tpu)
-        evaluate(protocol, workdir, config, step, output, strategy, verbose=2)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return evaluate(protocol, workdir, config, step, output, distribute.get_strategy(tpu), print_fn, verbose=2)
