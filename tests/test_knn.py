@@ -90,11 +90,11 @@ def test_knn_protocol_on_mocked_tfds(tmp_path):
     workdir, _ = test_features.shared_run()
     config = eval_config.get_config()
     config.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
-    config.knn.update(k=5, weighting="majority")
+    config.knn.update(k=5, weighting="majority", max_train_examples=20)
     with tfds.testing.mock_data(num_examples=24):
         result = runner.evaluate("knn", workdir, config, output=str(tmp_path / "knn.json"), print_fn=len)
     assert result["dataset"] == "cifar10" and result["variant"] == "majority"
-    assert result["train_examples"] == 24 and result["eval_examples"] == 24 and result["num_classes"] == 10
+    assert result["train_examples"] == 20 and result["eval_examples"] == 24 and result["num_classes"] == 10
     assert json.load(open(tmp_path / "knn.json"))["top5"] == result["top5"]
 
 

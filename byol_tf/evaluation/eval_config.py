@@ -49,7 +49,7 @@ def get_config():
         weight_decay=0.0,
         # True: train on cached, standardized centre-crop features (fast path).
         cache_features=False,
-        max_train_examples=0,  # > 0 caps the cached training features
+        max_train_examples=0,  # > 0 caps the cached training features (a random subset)
         # > 0: train on the rest, report on this many held-out training images
         # (the paper sweeps the lr on 10,000): TFDS takes the last N, folders N at random.
         holdout_examples=0,
@@ -71,7 +71,7 @@ def get_config():
         k=200,
         temperature=0.07,
         weighting="temperature",  # temperature | majority
-        max_train_examples=0,  # > 0 caps the training feature bank
+        max_train_examples=0,  # > 0 caps the training feature bank (a random subset)
         query_batch_size=256,
         train_chunk_size=65_536,
     )

@@ -97,15 +97,17 @@ def run(context, config):
         config: the evaluation config (reads `knn`, `eval_batch_size`).
     """
     started, data, knn = time.time(), context.data, config.knn
-    crops = {}
-    for split in (data.train_split, data.eval_split):
-        ds, info, _ = inputs.labelled_examples(data, split)
-        crops[split] = inputs.center_crops(ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
-        if split == data.train_split:
-            train_info = info
+
+    def crops(ds):
+        return inputs.center_crops(ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
+
+    # A capped bank is a random subset (folder lists are sorted by class).
+    shuffle_seed = config.seed if knn.max_train_examples else None
+    train, train_info, _ = inputs.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed)
     x_train, y_train = features.extract_features(
-        context.encoder, crops[data.train_split], knn.max_train_examples, context.strategy)
-    x_test, y_test = features.extract_features(context.encoder, crops[data.eval_split], strategy=context.strategy)
+        context.encoder, crops(train), knn.max_train_examples, context.strategy)
+    test = inputs.labelled_examples(data, data.eval_split)[0]
+    x_test, y_test = features.extract_features(context.encoder, crops(test), strategy=context.strategy)
     num_classes = inputs.num_classes(train_info)
     k = min(knn.k, len(y_train))
     if k < knn.k:
