@@ -7,16 +7,20 @@ import runpy
 import keras
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 import test_features
 from byol_tf import defaults
+from byol_tf.data import sources
 from byol_tf.evaluation import classifier
 from byol_tf.evaluation import context
 from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import inputs
 from byol_tf.evaluation import linear
 from byol_tf.evaluation import linear_protocol
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
+from byol_tf.evaluation import subsets
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -84,6 +88,40 @@ def test_holdout_splits_of_a_folder_source():
     held_images = {ex["image"] for ex in held.as_numpy_iterator()}
     assert (n_train, n_held) == (1700, 300) and len(held_images) == 300
     assert not train_images & held_images and held_name == "train[holdout 300, seed 0]"
+
+
+class TinyJpegs(tfds.core.GeneratorBasedBuilder):
+    """12 real sample JPEGs of 3 classes as a TFDS set, prepared locally."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=list(test_features.EASY_CLASSES))}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(12):
+            name = test_features.EASY_CLASSES[i % 3]
+            yield i, {"image": os.path.join(sources.sample_dir(), "train", name, f"{i:04d}.jpg"), "label": name}
+
+
+def test_holdout_splits_of_a_prepared_tfds_set(tmp_path):
+    TinyJpegs(data_dir=str(tmp_path)).download_and_prepare()
+    config = eval_config.get_config()
+    config.data.update(source="tfds", name="tiny_jpegs", data_dir=str(tmp_path), eval_split="train")
+    data = eval_config.resolve_data(config, test_features.run_config())
+    (train, _, _, train_name), (held, _, n_held, held_name) = linear_protocol.train_and_eval_sources(data, 4)
+    train_images = [ex["image"] for ex in train.as_numpy_iterator()]
+    held_images = [ex["image"] for ex in held.as_numpy_iterator()]
+    assert (train_name, held_name) == ("train[:-4]", "train[-4:]") and n_held == 4
+    assert len(train_images) == 8 and len(held_images) == 4 and not set(train_images) & set(held_images)
+    picked = subsets.per_class_sample(inputs.split_labels(data, "train"), 0.5, seed=0)
+    assert len(picked) == 6 and [ex["label"] for ex in inputs.labelled_examples(
+        data, "train", picked)[0].as_numpy_iterator()] == inputs.split_labels(data, "train")[picked].tolist()
 
 
 def test_linear_eval_on_separable_features():
