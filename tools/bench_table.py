@@ -63,10 +63,10 @@ def _step_lines(report):
                 ("achieved_flops_per_sec", "achieved GFLOP/s", lambda v: _num(v, 1e9)),
                 ("utilization", "utilization of peak", lambda v: _num(v, 0.01, suffix="%")),
                 ("cores_used", "cores used", lambda v: _num(v, digits=2)),
-                ("compile_seconds", "first call s (warm-up)", lambda v: _num(v)),
+                ("compile_seconds", "first call s", lambda v: _num(v)),
                 ("memory", "peak RSS (start) / TF MiB", None)):
             cells = [(_memory(e) if fmt is None else fmt(e.get(key))) if e else "-" for e in entries]
-            if key != "utilization" or any(c not in ("n/a", "-") for c in cells):
+            if any(c not in ("n/a", "-") for c in cells):
                 rows.append([f"{label} {text}", *cells])
     comparisons = [report["precisions"][p].get("comparison") for p in precisions]
     if any(comparisons):
@@ -76,10 +76,11 @@ def _step_lines(report):
         target = next(c for c in comparisons if c)["target"]
         rows.append([f"target <= 1.15 x 8/3 = {target:.3f}", *[c["verdict"] if c else "-" for c in comparisons]])
     isolated = report["settings"].get("isolated_processes", True)
-    note = ("  cores used = CPU s / wall s (the core count on a quiet machine)\n"
+    note = ("  first call = warm-up steps incl. tracing/compilation; "
+            "cores used = CPU s / wall s (the core count on a quiet machine)\n"
             "  memory: peak RSS of the phase's own process (start = RSS after imports); TF = peak of "
             "get_memory_info('CPU:0')" + ("" if isolated else "; ONE SHARED PROCESS: peaks accumulate"))
-    return lines + _rows(rows, [38] + [22] * len(precisions)) + [note]
+    return lines + _rows(rows, [42] + [22] * len(precisions)) + [note]
 
 
 def _input_lines(inp):
