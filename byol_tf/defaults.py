@@ -11,7 +11,7 @@ import ml_collections
 
 from byol_tf.augment import device
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 
 
 class ConfigError(ValueError):
@@ -78,7 +78,7 @@ def default_config():
         log_every_steps=100,
         checkpoint_every_steps=1000,
         keep_checkpoints=3,
-        precision="float32",  # float32 | mixed_bfloat16
+        precision="float32",  # float32 | mixed_bfloat16 | auto (bf16 where the hardware has it)
         jit_compile=False,  # XLA on CPU/GPU; TPU always compiles with XLA
     )
     c.eval = dict(
@@ -132,3 +132,23 @@ def validate(config, num_replicas=1):
             device.read_view_config(config.augment[name])
         except ValueError as e:
             raise ConfigError(f"config.augment.{name}: {e}") from None
+
+
+def cpu_has_native_bfloat16(cpuinfo_path="/proc/cpuinfo"):
+    """True on x86 CPUs with AMX-BF16 or AVX512-BF16 (Linux: /proc/cpuinfo)."""
+    try:
+        with open(cpuinfo_path) as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision, on_tpu=False):
+    """Maps `"auto"` to `mixed_bfloat16` on TPUs and bf16-capable CPUs, else float32.
+
+    Without native bfloat16 a CPU emulates it, which is slower than float32.
+    """
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if on_tpu or cpu_has_native_bfloat16() else "float32"

@@ -1,14 +1,20 @@
 r"""Quickstart: BYOL on the bundled CIFAR-10 sample, on a CPU, in minutes.
 
-A narrow ResNet-18 (small-image stem) pretrains on the 2,000 bundled training
-images (no download), then a linear classifier on frozen features is scored
-on the 1,000 bundled test images, next to the same architecture with random
-weights. This is the default config of `byol_tf.train`:
+A narrow ResNet-18 (x0.25, small-image stem) pretrains for 20 epochs on the
+2,000 bundled training images (no download), then a linear classifier on
+frozen features is scored on the 1,000 bundled test images, next to the same
+architecture with random weights. This is the default config of
+`byol_tf.train`:
 
     python -m byol_tf.train --workdir=/tmp/byol_quickstart
 
-Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay,
-the two asymmetric views (blur off at 32 px, as usual for CIFAR).
+Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay
+(tau_base 0.97 as the paper's shortest preset), the two asymmetric views
+(blur off at 32 px, as usual for CIFAR). Precision "auto" uses bfloat16 on
+CPUs with native bfloat16 (about 2x faster), float32 elsewhere.
+
+This is a smoke-sized run: 300 steps (38,400 views per branch) on 2,000 images is too
+little to beat random features by a clear margin (see README, Results).
 """
 
 from byol_tf import defaults
@@ -17,7 +23,7 @@ from byol_tf import defaults
 def get_config():
     config = defaults.default_config()
     config.model.depth = 18
-    config.model.width_multiplier = 0.5
+    config.model.width_multiplier = 0.25
     config.model.stem = "small"
     config.model.projector_hidden_dim = 1024
     config.model.projection_dim = 128
@@ -37,11 +43,11 @@ def get_config():
     config.training.steps_per_loop = 5
     config.training.log_every_steps = 15
     config.training.checkpoint_every_steps = 150
-    config.training.precision = "float32"
+    config.training.precision = "auto"
     config.optimizer.base_learning_rate = 1.0
     config.optimizer.weight_decay = 1e-5
     config.optimizer.warmup_epochs = 2
-    config.target.base_decay = 0.99
+    config.target.base_decay = 0.97
     config.eval.linear_at_end = True
     config.eval.compare_random_init = True
     config.eval.linear_epochs = 50

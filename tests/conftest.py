@@ -25,6 +25,7 @@ def tiny_config(**training):
     config.model.projection_dim = 32
     config.model.predictor_hidden_dim = 64
     config.data.deterministic = True
+    config.training.precision = "float32"
     config.training.batch_size = 16
     config.training.max_steps = 4
     config.training.steps_per_loop = 2

@@ -1,6 +1,5 @@
 """Tests of byol_tf.encoder: loading exported encoders, fine-tuning them, preprocessing."""
 
-import importlib.util
 import pathlib
 
 import keras
@@ -14,22 +13,15 @@ from byol_tf import export_lib
 from byol_tf.augment import host
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
+from conftest import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "byol_tf" / "data" / "sample"
 
 
 def small_config():
-    """configs/quickstart.py shrunk for tests (ResNet-18 x0.25, 32 px, batch norm)."""
-    spec = importlib.util.spec_from_file_location("quickstart_config", ROOT / "configs" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.model.width_multiplier = 0.25
-    config.model.projector_hidden_dim = 64
-    config.model.projection_dim = 64
-    config.model.predictor_hidden_dim = 64
-    return config
+    """The shared tiny real-data config (ResNet-18 x0.25, 32 px, batch norm)."""
+    return tiny_config()
 
 
 def sample_batch(count=128):

@@ -19,6 +19,7 @@ from byol_tf.augment import host
 from byol_tf.models.layers import WSConv2D
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
+from conftest import tiny_config
 from byol_tf.training import loop
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -55,20 +56,10 @@ print("loaded without byol_tf")
 
 
 def small_config():
-    """configs/quickstart.py shrunk for tests (ResNet-18 x0.25, 32 px, batch norm)."""
-    spec = importlib.util.spec_from_file_location("quickstart_config", ROOT / "configs" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.training.batch_size = 16
-    config.training.max_steps = 2
-    config.model.width_multiplier = 0.25
-    config.model.projector_hidden_dim = 64
-    config.model.projection_dim = 64
-    config.model.predictor_hidden_dim = 64
+    """The shared tiny real-data config (ResNet-18 x0.25, 32 px, batch norm)."""
+    config = tiny_config(max_steps=2)
     config.data.cache = False
     config.data.shuffle_buffer = 64
-    config.eval.linear_at_end = False
     return config
 
 
@@ -131,7 +122,7 @@ def test_layout_and_metadata(trained):
     assert meta["version"] == 1
     assert (meta["image_size"], meta["crop_fraction"]) == (32, 1.0)
     assert meta["representation_dim"] == trained["encoder"].output_shape[-1] == 128
-    assert meta["config"]["model"]["projection_dim"] == 64
+    assert meta["config"]["model"]["projection_dim"] == small_config().model.projection_dim
 
 
 def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):

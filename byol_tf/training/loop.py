@@ -60,10 +60,6 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
     return loop
 
 
-def _set_precision(precision):
-    keras.mixed_precision.set_global_policy(precision)
-
-
 def train(config, workdir, strategy=None, print_fn=None):
     """Pretrains BYOL as `config` describes, checkpointing into `workdir`.
 
@@ -88,7 +84,10 @@ def train(config, workdir, strategy=None, print_fn=None):
     keras.utils.set_random_seed(config.seed)
 
     previous_policy = keras.mixed_precision.global_policy()
-    _set_precision(config.training.precision)
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    precision = defaults.resolve_precision(config.training.precision, on_tpu)
+    logging.info("Precision policy: %s", precision)
+    keras.mixed_precision.set_global_policy(precision)
     try:
         with strategy.scope():
             model = builders.build_model(
