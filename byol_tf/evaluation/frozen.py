@@ -7,21 +7,26 @@ evaluation config instead.
 
 from byol_tf.data import pipeline
 from byol_tf.evaluation import features
+from byol_tf.evaluation import inputs
 from byol_tf.evaluation import linear
 
 
 def evaluate_encoder(encoder, config, num_classes):
     """Linear-probe test accuracy of `encoder` (inference-mode BN).
 
-    Features of the training split (capped by `config.eval.max_train_examples`)
-    and of the evaluation split are computed once from centre crops.
+    Features of the training split (capped by `config.eval.max_train_examples`:
+    a seeded random subset) and of the evaluation split are computed once from
+    centre crops.
 
     Returns:
         dict with `top1`, `top5`, `train_top1`, `train_examples`, `test_examples`.
     """
     e = config.eval
     d = config.data
-    train = pipeline.eval_dataset(config, d.train_split, e.batch_size)
+    # A capped training set is a seeded random subset (folder lists are sorted by class).
+    shuffle_seed = config.seed if e.max_train_examples else None
+    train = inputs.labelled_examples(d, d.train_split, shuffle_seed=shuffle_seed)[0]
+    train = inputs.center_crops(train, d.image_size, d.eval_crop_fraction, e.batch_size)
     test = pipeline.eval_dataset(config, d.eval_split, e.batch_size)
     x_train, y_train = features.extract_features(encoder, train, e.max_train_examples)
     x_test, y_test = features.extract_features(encoder, test)
@@ -42,7 +47,7 @@ def evaluate_encoder(encoder, config, num_classes):
 
 def format_table(rows):
     """Formats `[(name, result_dict)]` as an aligned text table."""
-    width = max(len(name) for name, _ in rows)
+    width = max(len("encoder"), *(len(name) for name, _ in rows))
     lines = [f"{'encoder':<{width}}  top-1    top-5"]
     for name, r in rows:
         lines.append(f"{name:<{width}}  {100 * r['top1']:5.1f}%  {100 * r['top5']:5.1f}%")
