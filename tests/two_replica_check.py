@@ -2,7 +2,8 @@
 
 Usage: two_replica_check.py {one,two,two_unsynced} OUT.npz [INIT.npz]
 
-With INIT.npz (the output of another run), start from its initial weights.
+With INIT.npz (the output of another run), start from its initial weights and
+use its input batch, so every run sees exactly the same data and weights.
 
 Executed in subprocesses by test_distributed.py: the two logical CPU devices
 must be configured before TensorFlow initializes, and each strategy gets its
@@ -61,22 +62,31 @@ def run(config, batch, devices, sync_batch_norm=True, initial_weights=None):
         out = strategy.run(step_fn, args=(inputs,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, out["loss"], axis=None)
 
-    losses = [float(one_step(distributed)) for _ in range(STEPS)]
-    return start, losses, model.get_weights()
+    losses = [float(one_step(distributed))]
+    after_one = model.get_weights()
+    losses += [float(one_step(distributed)) for _ in range(STEPS - 1)]
+    return start, losses, after_one
 
 
 def main(mode, output, init=None):
     config = tiny_config()
-    batch = next(iter(pipeline.pretrain_dataset(config, GLOBAL_BATCH, seed=0)))
-    batch = {k: tf.constant(v) for k, v in batch.items()}
-    devices = ["/cpu:0"] if mode == "one" else ["/cpu:0", "/cpu:1"]
+    # Updates far above float32 rounding: with the recipe's eta = 1e-3 and warmup a
+    # kernel moves ~1e-5 of its norm per step, the size of one ulp of the weights.
+    config.optimizer.warmup_epochs = 0
+    config.optimizer.eta = 1.0
     initial = None
     if init:
         data = np.load(init)
         initial = [data[f"start_{i}"] for i in range(sum(k.startswith("start_") for k in data.files))]
-    start, losses, weights = run(config, batch, devices, mode != "two_unsynced", initial)
+        batch = {k: data[f"batch_{k}"] for k in ("view1", "view2", "label")}
+    else:
+        batch = next(iter(pipeline.pretrain_dataset(config, GLOBAL_BATCH, seed=0)))
+    batch = {k: tf.constant(v) for k, v in batch.items()}
+    devices = ["/cpu:0"] if mode == "one" else ["/cpu:0", "/cpu:1"]
+    start, losses, weights = run(config, batch, devices, mode != "two_unsynced", initial)  # weights after step 1
     arrays = {f"start_{i}": w for i, w in enumerate(start)}
     arrays.update({f"end_{i}": w for i, w in enumerate(weights)})
+    arrays.update({f"batch_{k}": v.numpy() for k, v in batch.items()})
     np.savez(output, losses=np.array(losses), **arrays)
 
 
