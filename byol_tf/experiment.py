@@ -22,8 +22,9 @@ def run(config, workdir, tpu=None, print_fn=print):
 
     With `config.eval.linear_at_end`, the frozen online encoder is evaluated
     with a linear classifier on cached features, next to a randomly
-    initialized encoder of the same architecture when
-    `config.eval.compare_random_init`; the table is printed and written to
+    initialized encoder of the same architecture (its batch-norm statistics
+    calibrated on training images) when `config.eval.compare_random_init`;
+    the table is printed and written to
     `<workdir>/linear_eval.json`.
 
     Returns:
@@ -44,8 +45,10 @@ def evaluate(config, result, workdir, print_fn=print):
     rows = [(f"BYOL (step {result.step})", frozen.evaluate_encoder(result.model.online_encoder, config, num_classes))]
     if config.eval.compare_random_init:
         keras.utils.set_random_seed(config.seed + 1)
-        random_model = builders.build_model(config, num_classes, sync_batch_norm=False)
-        rows.append(("random init", frozen.evaluate_encoder(random_model.online_encoder, config, num_classes)))
+        random_encoder = builders.build_model(config, num_classes, sync_batch_norm=False).online_encoder
+        # Same footing as the trained encoder: BN statistics from training images.
+        frozen.calibrate_batch_norm(random_encoder, frozen.calibration_images(config))
+        rows.append(("random init", frozen.evaluate_encoder(random_encoder, config, num_classes)))
     print_fn(frozen.format_table(rows))
     report = {
         "dataset": result.info.name,

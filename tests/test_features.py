@@ -48,13 +48,7 @@ def make_run(workdir, width=0.5, seed=0):
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     images = next(iter(inputs.center_crops(inputs.labelled_examples(config.data, "train")[0].shuffle(
         2000, seed=seed), 32, 1.0, 512)))["image"]
-    norms = [layer for layer in model.online_encoder.layers
-             if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0  # moving statistics <- this batch's
-    model.online_encoder(tf.cast(images, tf.float32) / 255.0, training=True)
-    for layer in norms:
-        layer.momentum = config.model.bn_momentum
+    frozen.calibrate_batch_norm(model.online_encoder, images)
     checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(STEP)
     return config
 
@@ -180,3 +174,22 @@ def test_make_run_restores():
     assert sorted(os.listdir(os.path.join(tree, "test"))) == list(EASY_CLASSES)
     moving_var = [v for v in model.online_encoder.non_trainable_variables if "moving_variance" in v.path]
     assert moving_var and not np.allclose(moving_var[0].numpy(), 1.0)
+
+
+def test_calibrate_batch_norm_sets_statistics_of_the_images():
+    from byol_tf.evaluation import frozen
+    from byol_tf.models import resnet
+
+    encoder = resnet.resnet(depth=18, width_multiplier=0.25, stem="small", input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 32, 32, 3)).astype("uint8")
+    before = [w.numpy().copy() for w in encoder.trainable_weights]
+    frozen.calibrate_batch_norm(encoder, images)
+    stem = encoder.get_layer("stem_norm")
+    # The stem norm sees the stem conv's output: its batch statistics, computed in numpy.
+    probe = keras.Model(encoder.input, encoder.get_layer("stem_conv").output)
+    x = np.asarray(probe(images.astype("float32") / 255.0))
+    np.testing.assert_allclose(stem.moving_mean.numpy(), x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stem.moving_variance.numpy(), x.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    assert stem.momentum == 0.9  # restored
+    for a, b in zip(before, encoder.trainable_weights):
+        np.testing.assert_array_equal(a, b.numpy())

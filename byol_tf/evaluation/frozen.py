@@ -5,10 +5,41 @@ the standalone protocols (`linear_protocol`, `knn`, `semi_supervised`) read an
 evaluation config instead.
 """
 
+import keras
+import tensorflow as tf
+
 from byol_tf.data import pipeline
 from byol_tf.evaluation import features
 from byol_tf.evaluation import inputs
 from byol_tf.evaluation import linear
+
+
+def calibrate_batch_norm(encoder, images):
+    """Sets every BatchNormalization's moving statistics to those of `images`.
+
+    A randomly initialized encoder has moving mean 0 and variance 1, which in
+    inference mode is no normalization at all; a trained encoder's statistics
+    come from training images. Calibrating a random baseline on training
+    images makes the comparison fair. Only statistics change, no weights.
+
+    Args:
+        encoder: a Keras model (float images in `[0, 1]`).
+        images: uint8 `[N, S, S, 3]` training images (e.g. 512 centre crops).
+    """
+    norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # moving statistics <- this batch's
+    encoder(tf.cast(images, tf.float32) / 255.0, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+
+
+def calibration_images(config, count=512):
+    """`count` seeded random centre-cropped training images (uint8)."""
+    d = config.data
+    train = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
+    return next(iter(inputs.center_crops(train, d.image_size, d.eval_crop_fraction, count)))["image"]
 
 
 def evaluate_encoder(encoder, config, num_classes):
