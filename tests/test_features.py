@@ -18,6 +18,7 @@ from byol_tf import defaults
 from byol_tf.data import sources
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import features
+from byol_tf.evaluation import frozen
 from byol_tf.evaluation import inputs
 from byol_tf.models import resnet
 from byol_tf.training import builders
@@ -177,8 +178,6 @@ def test_make_run_restores():
 
 
 def test_calibrate_batch_norm_sets_statistics_of_the_images():
-    from byol_tf.evaluation import frozen
-    from byol_tf.models import resnet
 
     encoder = resnet.resnet(depth=18, width_multiplier=0.25, stem="small", input_shape=(32, 32, 3))
     images = np.random.default_rng(0).integers(0, 256, size=(64, 32, 32, 3)).astype("uint8")
