@@ -1,0 +1,47 @@
+"""`python -m byol_tf.train` reports bad input in one line, never a traceback."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+SAMPLE = pathlib.Path(__file__).resolve().parent.parent / "byol_tf" / "data" / "sample"
+
+
+def _train(tmp_path, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-m", "byol_tf.train", f"--workdir={tmp_path / 'run'}", *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return done.returncode, done.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_config_key(tmp_path):
+    code, line = _train(tmp_path, "--config.training.batchsize=3")
+    assert code == 2
+    assert line.startswith("error: unknown config key 'batchsize'")
+    assert 'did you mean "batch_size"' in line
+
+
+def test_missing_data_directory(tmp_path):
+    code, line = _train(tmp_path, "--config.data.source=folder", f"--config.data.data_dir={tmp_path / 'nowhere'}")
+    assert code == 1
+    assert line.startswith("error: ") and "does not exist" in line and "--config.data.data_dir" in line
+
+
+def test_empty_class_folder(tmp_path):
+    root = tmp_path / "images"
+    shutil.copytree(SAMPLE / "train" / "cat", root / "train" / "cat")
+    (root / "train" / "dog").mkdir()
+    code, line = _train(tmp_path, "--config.data.source=folder", f"--config.data.data_dir={root}")
+    assert code == 1
+    assert line.startswith("error: ") and "empty" in line and "dog" in line
+
+
+def test_bad_value(tmp_path):
+    code, line = _train(tmp_path, "--config.model.norm=layer")
+    assert code == 1
+    assert line == "error: config.model.norm='layer': use one of 'batch', 'group_ws', 'none'"
