@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 _KEY_ERRORS = (KeyError, AttributeError)
+_schema = {"file": "byol_tf/defaults.py"}  # where the config keys are listed
 
 
 def _unknown_key_message(error):
@@ -22,7 +23,7 @@ def _unknown_key_message(error):
     suggestion = f' (did you mean "{hint.group(1)}"?)' if hint else ""
     return (
         f"error: unknown config key {key!r} in a --config.* override{suggestion}; "
-        "the keys are listed in byol_tf/defaults.py."
+        f"the keys are listed in {_schema['file']}."
     )
 
 
@@ -31,12 +32,14 @@ def _die(message, code):
     sys.exit(code)
 
 
-def define_config_flag(default, help_text):
+def define_config_flag(default, help_text, schema="byol_tf/defaults.py"):
     """`DEFINE_config_file("config", ...)` with a locked config.
 
     ml_collections applies `--config.*` overrides while defining the flag (to
-    the default file); a misspelt key then ends the program with one line.
+    the default file); a misspelt key then ends the program with one line
+    that points to `schema`, the file listing the keys.
     """
+    _schema["file"] = schema
     try:
         return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
     except _KEY_ERRORS as e:

@@ -31,7 +31,9 @@ from byol_tf.evaluation import runner
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "evaluation" / "eval_config.py"
 
-_CONFIG = cli.define_config_flag(str(DEFAULT_CONFIG), "Evaluation config file (configs/*.py[:arg]).")
+_CONFIG = cli.define_config_flag(
+    str(DEFAULT_CONFIG), "Evaluation config file (configs/*.py[:arg]).", schema="byol_tf/evaluation/eval_config.py"
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Pretraining run directory (config.json + checkpoints).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default: the newest.", lower_bound=0)
 _OUTPUT = flags.DEFINE_string("output", None, "Result JSON path; default: <workdir>/eval/<protocol>.json.")
