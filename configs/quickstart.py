@@ -11,7 +11,7 @@ architecture with random weights. This is the default config of
 Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay
 (tau_base 0.97 as the paper's shortest preset), the two asymmetric views
 (blur off at 32 px, as usual for CIFAR). Precision "auto" uses bfloat16 on
-CPUs with native bfloat16 (about 2x faster), float32 elsewhere.
+CPUs with native bfloat16 support, float32 elsewhere.
 
 This is a smoke-sized run: 300 steps (38,400 views per branch) on 2,000 images is too
 little to beat random features by a clear margin (see README, Results).
