@@ -45,3 +45,9 @@ def test_bad_value(tmp_path):
     code, line = _train(tmp_path, "--config.model.norm=layer")
     assert code == 1
     assert line == "error: config.model.norm='layer': use one of 'batch', 'group_ws', 'none'"
+
+
+def test_batch_larger_than_the_data_set(tmp_path):
+    code, line = _train(tmp_path, "--config.training.batch_size=4096")
+    assert code == 1
+    assert "fewer than one global batch" in line and "--config.training.batch_size" in line

@@ -105,14 +105,13 @@ def steps_per_epoch(num_examples, global_batch_size):
     """Returns `num_examples // global_batch_size`, at least 1.
 
     Raises:
-        ValueError: if the data set is smaller than one global batch.
+        sources.DataError: if the data set is smaller than one global batch.
     """
     steps = int(num_examples) // int(global_batch_size)
     if steps < 1:
-        raise ValueError(
+        raise sources.DataError(
             f"The data set has {num_examples} examples, fewer than one global batch of "
-            f"{global_batch_size}: lower the batch size or use more data. "
-            f"Received: num_examples={num_examples}, global_batch_size={global_batch_size}"
+            f"{global_batch_size}: lower --config.training.batch_size or use more data."
         )
     return steps
 

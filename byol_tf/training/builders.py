@@ -6,6 +6,7 @@ import math
 from byol_tf import ema
 from byol_tf import lars
 from byol_tf import schedules
+from byol_tf.data import pipeline
 from byol_tf.models import byol
 
 
@@ -24,12 +25,7 @@ def plan(config, num_examples):
     """Derives batch, step counts and the scaled learning rate."""
     t, o = config.training, config.optimizer
     batch = int(t.batch_size)
-    steps_per_epoch = num_examples // batch
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"The training set has {num_examples} images, fewer than one global batch "
-            f"of {batch}: lower --config.training.batch_size."
-        )
+    steps_per_epoch = pipeline.steps_per_epoch(num_examples, batch)
     total = t.max_steps if t.max_steps > 0 else int(math.ceil(t.epochs * steps_per_epoch))
     warmup = min(total, int(round(o.warmup_epochs * steps_per_epoch)))
     return Plan(
