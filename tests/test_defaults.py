@@ -10,6 +10,11 @@ def test_configs_load_and_validate():
         module = load_config_module(name)
         config = module.get_config(arg) if arg else module.get_config()
         defaults.validate(config)
+    budget = load_config_module("cifar10_budget").get_config()
+    with pytest.raises(defaults.ConfigError, match="data_dir"):  # tools/cifar_budget.py sets it
+        defaults.validate(budget)
+    budget.data.data_dir = "/data/cifar10"
+    defaults.validate(budget)
 
 
 def test_imagenet_presets_applied():

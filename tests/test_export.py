@@ -1,7 +1,6 @@
 """Tests of byol_tf.export_lib and byol_tf.export: layout, signatures, clean loading, errors."""
 
 import base64
-import importlib.util
 import json
 import os
 import pathlib

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import test_features
 from byol_tf import defaults
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
+from conftest import STEP, shared_run, tree_config
 
 
 def brute_force(train, train_labels, test, num_classes, k, temperature, weighting):
@@ -66,9 +66,9 @@ def test_knn_argument_errors():
 
 
 def test_knn_protocol_on_real_images_beats_chance():
-    workdir, tree = test_features.shared_run()
+    workdir, tree = shared_run()
     printed = io.StringIO()
-    config = test_features.tree_config(tree)
+    config = tree_config(tree)
     config.knn.k = 20  # k=200 would be all of a class's 200 training images
     result = runner.evaluate("knn", workdir, config, print_fn=lambda s: print(s, file=printed))
     written = results.read(os.path.join(workdir, "eval", "knn.json"))
@@ -76,7 +76,7 @@ def test_knn_protocol_on_real_images_beats_chance():
     assert written["top1"] > 0.5, written  # chance: 1/3
     assert written["top5"] == 1.0 and written["num_classes"] == 3
     assert written["train_examples"] == 600 and written["eval_examples"] == 300
-    assert written["checkpoint_step"] == test_features.STEP and written["epochs"] == 0
+    assert written["checkpoint_step"] == STEP and written["epochs"] == 0
     assert written["dataset"] == "sample3" and written["hyperparameters"]["k"] == 20
     table = printed.getvalue()
     assert "knn (temperature)  sample3  test (300)" in table
@@ -84,7 +84,7 @@ def test_knn_protocol_on_real_images_beats_chance():
 
 
 def test_knn_protocol_on_mocked_tfds(tmp_path):
-    workdir, _ = test_features.shared_run()
+    workdir, _ = shared_run()
     config = eval_config.get_config()
     config.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
     config.knn.update(k=5, weighting="majority", max_train_examples=20)
@@ -97,7 +97,7 @@ def test_knn_protocol_on_mocked_tfds(tmp_path):
 
 @pytest.mark.slow
 def test_knn_entry_point(tmp_path):
-    workdir, tree = test_features.shared_run()
+    workdir, tree = shared_run()
     out = tmp_path / "k20.json"
     ok = subprocess.run(
         [sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={workdir}", "--config.knn.k=20",

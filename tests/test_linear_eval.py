@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import test_features
 from byol_tf import defaults
 from byol_tf.data import sources
 from byol_tf.training import checkpointing
@@ -23,6 +22,7 @@ from byol_tf.evaluation import linear_protocol
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
 from byol_tf.evaluation import subsets
+from conftest import EASY_CLASSES, STEP, run_config, shared_run, tiny_encoder, tree_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -34,10 +34,10 @@ def _evaluate(workdir, config, **kwargs):
 
 
 def test_fast_path_on_real_images_beats_chance(tmp_path):
-    workdir, tree = test_features.shared_run()
+    workdir, tree = shared_run()
     config = runpy.run_path(os.path.join(CONFIGS, "linear_eval_small.py"))["get_config"]()
     config.linear.epochs = 40
-    result, table = _evaluate(workdir, test_features.tree_config(tree, config))
+    result, table = _evaluate(workdir, tree_config(tree, config))
     assert result["output"] == os.path.join(workdir, "eval", "linear.json")
     assert result["variant"] == "cached_features" and result["top1"] > 0.5, result  # chance: 1/3
     assert result["train_examples"] == 600 and result["eval_examples"] == 300
@@ -45,13 +45,13 @@ def test_fast_path_on_real_images_beats_chance(tmp_path):
     written = results.read(os.path.join(workdir, "eval", "linear.json"))
     assert written["top1"] == result["top1"] and written["epochs"] == 40
     assert written["hyperparameters"]["cache_features"] is True
-    assert written["checkpoint_step"] == test_features.STEP and written["workdir"] == workdir
+    assert written["checkpoint_step"] == STEP and written["workdir"] == workdir
     assert "linear (cached_features)  sample3  test (300)  7     40" in table
 
 
 def test_augmented_path_one_epoch_beats_chance_with_a_frozen_encoder():
-    workdir, tree = test_features.shared_run()
-    config = test_features.tree_config(tree)
+    workdir, tree = shared_run()
+    config = tree_config(tree)
     config.linear.update(epochs=1, batch_size=16, base_learning_rate=0.5)
     ctx = context.prepare(workdir, config)
     before = [v.numpy().copy() for v in ctx.encoder.weights]  # incl. BN moving statistics
@@ -65,7 +65,7 @@ def test_augmented_path_one_epoch_beats_chance_with_a_frozen_encoder():
 
 
 def test_classifier_freezes_what_the_protocol_says():
-    encoder = test_features.tiny_encoder()
+    encoder = tiny_encoder()
     frozen = classifier.build_classifier(encoder, 5, train_encoder=False)
     assert [v.path for v in frozen.trainable_variables] == ["head/kernel", "head/bias"]
     tuned = classifier.build_classifier(encoder, 5, train_encoder=True, bn_training=True)
@@ -84,7 +84,7 @@ def _count_bn(model):
 def test_holdout_splits_of_a_folder_source():
     config = eval_config.get_config()
     config.linear.holdout_examples = 300
-    data = eval_config.resolve_data(config, test_features.run_config())
+    data = eval_config.resolve_data(config, run_config())
     (train, _, n_train, train_name), (held, _, n_held, held_name) = linear_protocol.train_and_eval_sources(
         data, 300, seed=0)
     train_images = {ex["image"] for ex in train.as_numpy_iterator()}
@@ -101,14 +101,14 @@ class TinyJpegs(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(names=list(test_features.EASY_CLASSES))}))
+            "label": tfds.features.ClassLabel(names=list(EASY_CLASSES))}))
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
         for i in range(12):
-            name = test_features.EASY_CLASSES[i % 3]
+            name = EASY_CLASSES[i % 3]
             yield i, {"image": os.path.join(sources.sample_dir(), "train", name, f"{i:04d}.jpg"), "label": name}
 
 
@@ -116,7 +116,7 @@ def test_holdout_splits_of_a_prepared_tfds_set(tmp_path):
     TinyJpegs(data_dir=str(tmp_path)).download_and_prepare()
     config = eval_config.get_config()
     config.data.update(source="tfds", name="tiny_jpegs", data_dir=str(tmp_path), eval_split="train")
-    data = eval_config.resolve_data(config, test_features.run_config())
+    data = eval_config.resolve_data(config, run_config())
     (train, _, _, train_name), (held, _, n_held, held_name) = linear_protocol.train_and_eval_sources(data, 4)
     train_images = [ex["image"] for ex in train.as_numpy_iterator()]
     held_images = [ex["image"] for ex in held.as_numpy_iterator()]
@@ -184,7 +184,7 @@ def test_configs_and_errors(tmp_path):
 
 
 def test_frozen_probe_after_pretraining_uses_a_random_capped_subset():
-    workdir, tree = test_features.shared_run()
+    workdir, tree = shared_run()
     model, config, _ = checkpointing.restore_model(workdir)
     config.data.update(source="folder", data_dir=tree, eval_split="test")
     config.eval.update(linear_epochs=10, max_train_examples=150)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import test_features
 from byol_tf.evaluation import context
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import inputs
 from byol_tf.evaluation import results
 from byol_tf.evaluation import semi_supervised
 from byol_tf.evaluation import subsets
+from conftest import STEP, run_config, shared_run, tree_config
 
 
 def test_per_class_sample_exact_counts_and_seeds():
@@ -47,7 +47,7 @@ def test_random_holdout():
 def _data(**overrides):
     config = eval_config.get_config()
     config.data.update(**overrides)
-    return eval_config.resolve_data(config, test_features.run_config())
+    return eval_config.resolve_data(config, run_config())
 
 
 def test_per_class_sample_of_the_bundled_sample():
@@ -78,8 +78,8 @@ def test_per_class_sample_of_mocked_tfds_uses_a_label_pass():
 
 
 def test_finetune_trains_the_encoder_and_writes_json(tmp_path):
-    workdir, tree = test_features.shared_run()
-    config = test_features.tree_config(tree)
+    workdir, tree = shared_run()
+    config = tree_config(tree)
     config.finetune.update(label_fraction=0.1, epochs=3, batch_size=10, base_learning_rate=0.2)
     ctx = context.prepare(workdir, config)
     before = [v.numpy().copy() for v in ctx.encoder.trainable_variables]
@@ -90,7 +90,7 @@ def test_finetune_trains_the_encoder_and_writes_json(tmp_path):
     loss = result["history"]["loss"]
     assert len(loss) == 3 and loss[-1] < loss[0]
     assert result["examples_per_class"] == [20] * 3 and result["train_examples"] == 60
-    assert result["eval_examples"] == 300 and result["checkpoint_step"] == test_features.STEP
+    assert result["eval_examples"] == 300 and result["checkpoint_step"] == STEP
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
     path = results.write(result, results.output_path(str(tmp_path), "finetune"))
     assert path == os.path.join(tmp_path, "eval", "finetune.json")

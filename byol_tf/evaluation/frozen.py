@@ -42,38 +42,57 @@ def calibration_images(config, count=512):
     return next(iter(inputs.center_crops(train, d.image_size, d.eval_crop_fraction, count)))["image"]
 
 
-def evaluate_encoder(encoder, config, num_classes):
-    """Linear-probe test accuracy of `encoder` (inference-mode BN).
+def encoder_features(encoder, config):
+    """Centre-crop features of the training and evaluation splits (inference-mode BN).
 
-    Features of the training split (capped by `config.eval.max_train_examples`:
-    a seeded random subset) and of the evaluation split are computed once from
-    centre crops.
+    The training split is capped by `config.eval.max_train_examples` (a
+    seeded random subset: folder lists are sorted by class).
 
     Returns:
-        dict with `top1`, `top5`, `train_top1`, `train_examples`, `test_examples`.
+        `(x_train, y_train, x_test, y_test)` numpy arrays.
     """
     e = config.eval
     d = config.data
-    # A capped training set is a seeded random subset (folder lists are sorted by class).
     shuffle_seed = config.seed if e.max_train_examples else None
     train = inputs.labelled_examples(d, d.train_split, shuffle_seed=shuffle_seed)[0]
     train = inputs.center_crops(train, d.image_size, d.eval_crop_fraction, e.batch_size)
     test = pipeline.eval_dataset(config, d.eval_split, e.batch_size)
     x_train, y_train = features.extract_features(encoder, train, e.max_train_examples)
     x_test, y_test = features.extract_features(encoder, test)
+    return x_train, y_train, x_test, y_test
+
+
+def linear_probe(x_train, y_train, x_test, y_test, config, num_classes):
+    """The linear probe (`config.eval` epochs and learning rate) on cached features.
+
+    Returns:
+        dict with `top1`, `top5`, `train_top1`, `train_examples`, `test_examples`.
+    """
     result = linear.linear_eval(
         x_train,
         y_train,
         x_test,
         y_test,
         num_classes,
-        epochs=e.linear_epochs,
-        learning_rate=e.linear_learning_rate,
+        epochs=config.eval.linear_epochs,
+        learning_rate=config.eval.linear_learning_rate,
         seed=config.seed,
     )
     result.pop("loss")
     result.update(train_examples=len(y_train), test_examples=len(y_test))
     return result
+
+
+def evaluate_encoder(encoder, config, num_classes):
+    """Linear-probe test accuracy of `encoder` (inference-mode BN).
+
+    Features of the training split (see `encoder_features`) and of the
+    evaluation split are computed once from centre crops.
+
+    Returns:
+        dict with `top1`, `top5`, `train_top1`, `train_examples`, `test_examples`.
+    """
+    return linear_probe(*encoder_features(encoder, config), config, num_classes)
 
 
 def format_table(rows):

@@ -1,0 +1,300 @@
+r"""CIFAR-10 in a wall-clock budget: BYOL vs supervised from scratch vs random init.
+
+    mkdir -p /tmp/cifar10 && tar -xzf ../shared/data/cifar10_jpeg.tar.gz -C /tmp/cifar10
+    python tools/cifar_budget.py --data_dir=/tmp/cifar10 --workdir=/tmp/byol_cifar_budget
+
+`--data_dir` holds `train/<class>/*.jpg` (50,000 images) and
+`test/<class>/*.jpg` (10,000). The run has four phases, each of which
+resumes when the same command is run again after an interruption:
+
+1. calibrate: times the BYOL step and Keras' supervised `fit` step of the
+   encoder (in memory, after compilation) and sizes both runs to `--minutes`
+   of wall clock each, compilation included -> `<workdir>/plan.json`.
+2. byol: pretrains (`configs/cifar10_budget.py`, `training.max_steps` from
+   the plan; the lr and tau schedules span exactly those steps)
+   -> `<workdir>/byol` (checkpoints, TensorBoard, config.json).
+3. supervised: the same encoder + a linear head trained from scratch with
+   cross-entropy (SGD, Nesterov, cosine lr, random resized crops + flips) for
+   the same minutes -> `<workdir>/supervised`.
+4. evaluate: each encoder frozen (BYOL's online encoder, the supervised one,
+   and a random-init one with BN statistics calibrated on training images):
+   a linear probe on cached centre-crop features of all training images
+   (`config.eval`) and a kNN classifier (cosine, k=200, T=0.07), both scored
+   on the test images -> `<workdir>/results.json` and a Markdown table.
+
+Any config value can be overridden with `--config.section.key=value`.
+"""
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+
+_TOOLS = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_TOOLS)
+sys.path.insert(0, _REPO)  # run from a checkout without installing
+
+from absl import flags  # noqa: E402
+
+PUBLIC_KNN = (200, 0.869)  # ResNet-18, CIFAR-10: kNN top-1 after 200 epochs (byol_recipe.md)
+SAFETY = 0.97  # of the budget left after compilation: input pipeline, logging, checkpoints
+
+
+def _write_json(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def _precision(config):
+    import keras
+    from byol_tf import defaults
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(defaults.resolve_precision(config.training.precision))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def steps_for_budget(minutes, compile_seconds, seconds_per_step, safety=SAFETY):
+    """Steps that fit in `minutes` after `compile_seconds`, at `seconds_per_step`."""
+    usable = minutes * 60.0 - compile_seconds
+    return max(1, int(safety * usable / seconds_per_step))
+
+
+def calibrate(config, minutes, num_examples, steps=10, print_fn=print):
+    """Times both training steps and sizes the runs to `minutes` each (a plan dict)."""
+    import keras
+    from byol_tf import defaults
+    import bench_step
+
+    precision = defaults.resolve_precision(config.training.precision)
+    batch = int(config.training.batch_size)
+    print_fn(f"Calibrating the BYOL and supervised steps (batch {batch}, {precision}) ...")
+    timings = {
+        "byol": bench_step.byol_step(config, precision, steps, warmup_steps=3, repeats=2),
+        "supervised": bench_step.supervised_step(config, precision, steps, warmup_steps=3, repeats=2),
+    }
+    keras.utils.clear_session()
+    plan = {"minutes": minutes, "batch_size": batch, "precision": precision, "train_examples": num_examples}
+    for name, t in timings.items():
+        count = steps_for_budget(minutes, t["compile_seconds"], t["seconds_per_step"])
+        plan[name] = {"steps": count, "epochs": count * batch / num_examples,
+                      "calibrated_images_per_sec": t["images_per_sec"],
+                      "calibrated_compile_seconds": t["compile_seconds"]}
+        print_fn(f"  {name}: {t['images_per_sec']:.0f} images/s -> {count} steps "
+                 f"({plan[name]['epochs']:.1f} epochs) in {minutes:g} min")
+    return plan
+
+
+def pretrain_byol(config, workdir, steps, print_fn=print):
+    """BYOL for exactly `steps` steps into `workdir` (resumes); returns (result, seconds)."""
+    from byol_tf.training import loop
+
+    config = config.copy_and_resolve_references()
+    config.training.max_steps = int(steps)
+    start = time.time()
+    result = loop.train(config, workdir, print_fn=print_fn)
+    return result, time.time() - start
+
+
+def fresh_encoder(config, num_classes):
+    """A fresh encoder of the config's architecture (as BYOL's online encoder)."""
+    from byol_tf.training import builders
+
+    with _precision(config):
+        return builders.build_model(config, num_classes, sync_batch_norm=False).online_encoder
+
+
+def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_area, print_fn=print):
+    """Encoder + linear head from scratch with cross-entropy, about `steps` steps.
+
+    Returns `(encoder, report)`; the encoder's weights are saved in `workdir`
+    and reused when the phase has finished before.
+    """
+    import keras
+    import ml_collections
+    from byol_tf.evaluation import classifier
+    from byol_tf.evaluation import inputs
+
+    d, batch = config.data, int(config.training.batch_size)
+    weights = os.path.join(workdir, "encoder.weights.h5")
+    report_path = os.path.join(workdir, "supervised.json")
+    keras.utils.set_random_seed(config.seed + 2)
+    encoder = fresh_encoder(config, None)
+    if os.path.exists(weights) and os.path.exists(report_path):
+        encoder.load_weights(weights)
+        return encoder, _read_json(report_path)
+    os.makedirs(workdir, exist_ok=True)
+    ds, info, count = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)
+    num_classes = inputs.num_classes(info)
+    steps_per_epoch = math.ceil(count / batch)
+    epochs = max(1, round(steps / steps_per_epoch))
+    augment = {"area_range": (min_area, 1.0), "aspect_ratio_range": tuple(config.augment.aspect_ratio_range),
+               "flip_prob": config.augment.flip_prob}
+    batches = inputs.train_views(ds, d.image_size, ml_collections.ConfigDict(augment), batch, config.seed,
+                                 d.shuffle_buffer, d.cache)
+    with _precision(config):
+        model = classifier.build_classifier(encoder, num_classes, train_encoder=True)
+    optimizer = classifier.sgd(learning_rate, batch, epochs * steps_per_epoch, weight_decay=weight_decay)
+    classifier.compile_classifier(model, optimizer, num_classes)
+    print_fn(f"Supervised from scratch: {epochs} epochs of {steps_per_epoch} steps ...")
+    start = time.time()
+    backup = keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))
+    history = model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2,
+                        callbacks=[backup])
+    seconds = time.time() - start
+    test = inputs.center_crops(inputs.labelled_examples(d, d.eval_split)[0], d.image_size,
+                               d.eval_crop_fraction, config.eval.batch_size)
+    scores = classifier.evaluate(model, inputs.as_pairs(test))
+    encoder.save_weights(weights)
+    report = {"steps": epochs * steps_per_epoch, "epochs": epochs, "seconds": seconds,
+              "learning_rate_per_256": learning_rate, "weight_decay": weight_decay,
+              "area_range": [min_area, 1.0], "test_top1_own_head": scores["top1"],
+              "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    _write_json(report_path, report)
+    return encoder, report
+
+
+def score_encoder(encoder, config, num_classes, k=200, temperature=0.07):
+    """Linear probe and kNN top-1/top-5 of a frozen encoder on the config's data."""
+    from byol_tf.evaluation import frozen
+    from byol_tf.evaluation import knn
+    from byol_tf.evaluation import linear
+
+    x_train, y_train, x_test, y_test = frozen.encoder_features(encoder, config)
+    probe = frozen.linear_probe(x_train, y_train, x_test, y_test, config, num_classes)
+    votes = knn.knn_scores(x_train, y_train, x_test, num_classes, min(k, len(y_train)), temperature)
+    return {"linear_top1": probe["top1"], "linear_top5": probe["top5"], "linear_train_top1": probe["train_top1"],
+            "knn_top1": linear.topk_accuracy(votes, y_test, 1),
+            "knn_top5": linear.topk_accuracy(votes, y_test, min(5, num_classes)),
+            "train_examples": len(y_train), "test_examples": len(y_test)}
+
+
+def format_table(results):
+    """The Markdown table of `results["rows"]`."""
+    lines = ["| encoder | training | wall clock | linear top-1 | linear top-5 | kNN top-1 (k=200) |",
+             "|---|---|---|---|---|---|"]
+    for row in results["rows"]:
+        lines.append(f"| {row['name']} | {row['training']} | {row['wall']} | {100 * row['linear_top1']:.1f}% "
+                     f"| {100 * row['linear_top5']:.1f}% | {100 * row['knn_top1']:.1f}% |")
+    return "\n".join(lines)
+
+
+def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, supervised_min_area,
+        print_fn=print):
+    """All four phases; returns the results dict (also written to `results.json`)."""
+    from byol_tf.data import sources
+    from byol_tf.experiment import random_init_encoder
+    from byol_tf.training import progress
+
+    config = config.copy_and_resolve_references()
+    config.data.source = "folder"
+    config.data.data_dir = data_dir
+    os.makedirs(workdir, exist_ok=True)
+    paths, _, classes = sources.list_image_folder(data_dir, config.data.train_split, config.data.check_files)
+    sources.list_image_folder(data_dir, config.data.eval_split, config.data.check_files)
+    num_classes = len(classes)
+
+    plan_path = os.path.join(workdir, "plan.json")
+    plan = _read_json(plan_path)
+    if plan is None:
+        plan = calibrate(config, minutes, len(paths), print_fn=print_fn)
+        _write_json(plan_path, plan)
+    elif plan["minutes"] != minutes:
+        from byol_tf import defaults
+
+        raise defaults.ConfigError(
+            f"--minutes={minutes:g} differs from the {plan['minutes']:g} minutes planned in {plan_path}: "
+            "use a new --workdir, or the same --minutes to resume.")
+    else:
+        print_fn(f"Using {plan_path} (BYOL {plan['byol']['steps']} steps, "
+                 f"supervised {plan['supervised']['steps']} steps).")
+
+    byol_dir = os.path.join(workdir, "byol")
+    result, byol_seconds = pretrain_byol(config, byol_dir, plan["byol"]["steps"], print_fn)
+    byol_report_path = os.path.join(workdir, "byol.json")
+    byol_report = _read_json(byol_report_path)
+    if byol_report is None:  # the run that finished the phase measured its time
+        byol_report = {"steps": result.step, "epochs": result.step * plan["batch_size"] / len(paths),
+                       "seconds": byol_seconds, "final_metrics": result.metrics}
+        _write_json(byol_report_path, byol_report)
+
+    supervised, sup_report = train_supervised(
+        config, os.path.join(workdir, "supervised"), plan["supervised"]["steps"], supervised_lr,
+        supervised_wd, supervised_min_area, print_fn)
+
+    print_fn("Scoring the frozen encoders (linear probe + kNN on the test images) ...")
+    rows = []
+    for name, encoder, training, seconds in (
+        ("BYOL", result.model.online_encoder, f"{byol_report['epochs']:.1f} epochs BYOL", byol_report["seconds"]),
+        ("supervised from scratch", supervised, f"{sup_report['epochs']} epochs cross-entropy",
+         sup_report["seconds"]),
+        ("random init (BN calibrated)", random_init_encoder(config, num_classes), "none", 0.0),
+    ):
+        start = time.time()
+        scores = score_encoder(encoder, config, num_classes)
+        print_fn(f"  {name}: linear {100 * scores['linear_top1']:.1f}%, kNN {100 * scores['knn_top1']:.1f}% "
+                 f"({time.time() - start:.0f} s)")
+        rows.append(dict(scores, name=name, training=training, seconds=seconds,
+                         wall=progress.format_duration(seconds) if seconds else "-"))
+    results = {"plan": plan, "byol": byol_report, "supervised": sup_report, "rows": rows,
+               "public_knn_reference": {"epochs": PUBLIC_KNN[0], "knn_top1": PUBLIC_KNN[1]},
+               "config": config.to_dict()}
+    _write_json(os.path.join(workdir, "results.json"), results)
+    print_fn(format_table(results))
+    print_fn(f"Public ResNet-18 curve: kNN {100 * PUBLIC_KNN[1]:.1f}% after {PUBLIC_KNN[0]} epochs; "
+             f"this BYOL run: {100 * rows[0]['knn_top1']:.1f}% after {byol_report['epochs']:.1f} epochs.")
+    return results
+
+
+_CONFIG = None
+
+
+def _define_flags():
+    from byol_tf import cli
+
+    global _CONFIG
+    _CONFIG = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_budget.py"),
+                                     "BYOL config file (configs/*.py).")
+    flags.DEFINE_string("data_dir", None, "Folder with train/<class>/*.jpg and test/<class>/*.jpg.")
+    flags.DEFINE_string("workdir", None, "Output directory (rerun the command to resume).")
+    flags.DEFINE_float("minutes", 30.0, "Wall-clock budget of EACH training run (BYOL, supervised).")
+    flags.DEFINE_float("supervised_learning_rate", 0.2, "Supervised SGD learning rate per 256 images.")
+    flags.DEFINE_float("supervised_weight_decay", 5e-4, "Supervised decoupled weight decay (Keras SGD).")
+    flags.DEFINE_float("supervised_min_area", 0.2, "Smallest crop area of the supervised random resized crops.")
+    flags.mark_flags_as_required(["data_dir", "workdir"])
+
+
+def main(argv):
+    from absl import app
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    if f.minutes <= 0:
+        raise app.UsageError(f"--minutes={f.minutes}: the budget must be positive.")
+    run(_CONFIG.value, f.data_dir, f.workdir, f.minutes, f.supervised_learning_rate,
+        f.supervised_weight_decay, f.supervised_min_area)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _define_flags()
+    from byol_tf import cli
+    from byol_tf import experiment
+
+    cli.run(main, experiment.USER_ERRORS)
