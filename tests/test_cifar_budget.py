@@ -91,3 +91,23 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
     with pytest.raises(defaults.ConfigError, match="differs from the 0.02 minutes"):
         cifar_budget.run(config, data_dir, workdir, minutes=1.0, supervised_lr=0.2,
                          supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
+
+
+def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
+    # loop.train returns early (checkpoint saved) on SIGTERM: the later phases must not start.
+    data_dir = small_tree(str(tmp_path / "data"), 2, 1, CLASSES)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    plan = {"minutes": 1.0, "batch_size": 8, "precision": "float32", "train_examples": 8,
+            "byol": {"steps": 10}, "supervised": {"steps": 5}}
+    (workdir / "plan.json").write_text(json.dumps(plan))
+
+    class Stopped:
+        step = 4
+
+    monkeypatch.setattr(cifar_budget, "pretrain_byol", lambda *args: (Stopped(), 1.0))
+    lines = []
+    assert cifar_budget.run(_tiny_budget_config(), data_dir, str(workdir), 1.0, 0.2, 5e-4, 0.2,
+                            print_fn=lines.append) is None
+    assert "stopped at step 4 of 10" in lines[-1]
+    assert not (workdir / "supervised").exists() and not (workdir / "byol.json").exists()

@@ -92,8 +92,13 @@ def synthetic_views(batch_size, image_size, num_classes, seed=0):
     }
 
 
-def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, jit_compile=False):
+def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, jit_compile=False,
+              batches=None):
     """Times the BYOL training step of `config` (batch `config.training.batch_size`).
+
+    `batches`: optional iterator of real `{"view1", "view2", "label"}` batches
+    (e.g. from `data.pipeline.pretrain_dataset`); by default one synthetic
+    batch already in memory is fed every step, so no input pipeline is timed.
 
     Returns:
         Dict with `images_per_sec` (median), `seconds_per_step` (median),
@@ -117,7 +122,7 @@ def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, j
     views = (config.augment.view1, config.augment.view2)
     step_fn = step_lib.make_step_fn(model, optimizer, updater, views, config.seed, batch_size)
     loop = loop_lib.make_loop_fn(tf.distribute.get_strategy(), step_fn, model.probe is not None, jit_compile)
-    iterator = _SameBatch(synthetic_views(batch_size, size, num_classes, config.seed))
+    iterator = batches or _SameBatch(synthetic_views(batch_size, size, num_classes, config.seed))
     outputs = {}
 
     def run(num_steps):
@@ -160,10 +165,12 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes=10,
-                    jit_compile=False, keras_resnet50=False):
+                    jit_compile=False, keras_resnet50=False, data=None):
     """Times plain `model.fit` (SGD, cross-entropy) of the same encoder and batch.
 
-    One timed epoch is `steps` steps; each repeat is an epoch.
+    One timed epoch is `steps` steps; each repeat is an epoch. `data`:
+    optional infinite dataset of real `(float images in [0, 1], labels)`
+    batches; by default one synthetic batch is repeated.
     """
     batch_size, size = int(config.training.batch_size), int(config.data.image_size)
     keras.utils.set_random_seed(config.seed)
@@ -175,15 +182,17 @@ def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes
         return model
 
     model = _with_policy(precision, build)
-    rng = np.random.default_rng(config.seed)
-    images = rng.random((batch_size, size, size, 3), dtype=np.float32)
-    labels = rng.integers(0, num_classes, (batch_size,), dtype=np.int32)
-    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    if data is None:
+        rng = np.random.default_rng(config.seed)
+        images = rng.random((batch_size, size, size, 3), dtype=np.float32)
+        labels = rng.integers(0, num_classes, (batch_size,), dtype=np.int32)
+        data = tf.data.Dataset.from_tensors((images, labels)).repeat()
     start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=max(warmup_steps, 1), verbose=0)
+    model.fit(data, epochs=1, steps_per_epoch=max(warmup_steps, 1), verbose=0, shuffle=False)
     compile_seconds = time.perf_counter() - start
     timer = _EpochTimer()
-    history = model.fit(data, epochs=repeats, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    history = model.fit(data, epochs=repeats, steps_per_epoch=steps, verbose=0, callbacks=[timer],
+                        shuffle=False)
     rate = statistics.median(batch_size * steps / s for s in timer.seconds)
     result = _timing(batch_size, steps, timer.seconds, timer.cpu, rate, compile_seconds)
     result.update(loss=float(history.history["loss"][-1]), parameters=int(model.count_params()))

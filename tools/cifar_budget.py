@@ -75,18 +75,29 @@ def steps_for_budget(minutes, compile_seconds, seconds_per_step, safety=SAFETY):
     return max(1, int(safety * usable / seconds_per_step))
 
 
-def calibrate(config, minutes, num_examples, steps=10, print_fn=print):
-    """Times both training steps and sizes the runs to `minutes` each (a plan dict)."""
+def calibrate(config, minutes, num_examples, supervised_min_area=0.2, steps=20, print_fn=print):
+    """Times both training steps on the real input pipelines; sizes the runs to `minutes` each.
+
+    Returns the plan dict. The timed steps read the same JPEG folders as the
+    runs, so the input pipeline's share of the CPU is counted.
+    """
     import keras
+    import tensorflow as tf
     from byol_tf import defaults
+    from byol_tf.data import pipeline
     import bench_step
 
     precision = defaults.resolve_precision(config.training.precision)
     batch = int(config.training.batch_size)
-    print_fn(f"Calibrating the BYOL and supervised steps (batch {batch}, {precision}) ...")
+    print_fn(f"Calibrating the BYOL and supervised steps on the data (batch {batch}, {precision}) ...")
+    byol_batches = iter(pipeline.pretrain_dataset(config, batch, seed=config.seed + 7))
+    labelled = supervised_batches(config, supervised_min_area).map(
+        lambda images, labels: (tf.cast(images, tf.float32) / 255.0, labels))
     timings = {
-        "byol": bench_step.byol_step(config, precision, steps, warmup_steps=3, repeats=2),
-        "supervised": bench_step.supervised_step(config, precision, steps, warmup_steps=3, repeats=2),
+        "byol": bench_step.byol_step(config, precision, steps, warmup_steps=3, repeats=2,
+                                     batches=byol_batches),
+        "supervised": bench_step.supervised_step(config, precision, 3 * steps, warmup_steps=3, repeats=2,
+                                                 data=labelled),
     }
     keras.utils.clear_session()
     plan = {"minutes": minutes, "batch_size": batch, "precision": precision, "train_examples": num_examples}
@@ -98,6 +109,20 @@ def calibrate(config, minutes, num_examples, steps=10, print_fn=print):
         print_fn(f"  {name}: {t['images_per_sec']:.0f} images/s -> {count} steps "
                  f"({plan[name]['epochs']:.1f} epochs) in {minutes:g} min")
     return plan
+
+
+def supervised_batches(config, min_area):
+    """`(uint8 images, labels)` training batches: random resized crops (area >= `min_area`) + flips."""
+    import ml_collections
+    from byol_tf.evaluation import inputs
+
+    d = config.data
+    ds = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
+    augment = ml_collections.ConfigDict({
+        "area_range": (min_area, 1.0), "aspect_ratio_range": tuple(config.augment.aspect_ratio_range),
+        "flip_prob": config.augment.flip_prob})
+    return inputs.train_views(ds, d.image_size, augment, int(config.training.batch_size), config.seed,
+                              d.shuffle_buffer, d.cache)
 
 
 def pretrain_byol(config, workdir, steps, print_fn=print):
@@ -126,7 +151,6 @@ def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_ar
     and reused when the phase has finished before.
     """
     import keras
-    import ml_collections
     from byol_tf.evaluation import classifier
     from byol_tf.evaluation import inputs
 
@@ -139,14 +163,11 @@ def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_ar
         encoder.load_weights(weights)
         return encoder, _read_json(report_path)
     os.makedirs(workdir, exist_ok=True)
-    ds, info, count = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)
+    _, info, count = inputs.labelled_examples(d, d.train_split)
     num_classes = inputs.num_classes(info)
     steps_per_epoch = math.ceil(count / batch)
     epochs = max(1, round(steps / steps_per_epoch))
-    augment = {"area_range": (min_area, 1.0), "aspect_ratio_range": tuple(config.augment.aspect_ratio_range),
-               "flip_prob": config.augment.flip_prob}
-    batches = inputs.train_views(ds, d.image_size, ml_collections.ConfigDict(augment), batch, config.seed,
-                                 d.shuffle_buffer, d.cache)
+    batches = supervised_batches(config, min_area)
     with _precision(config):
         model = classifier.build_classifier(encoder, num_classes, train_encoder=True)
     optimizer = classifier.sgd(learning_rate, batch, epochs * steps_per_epoch, weight_decay=weight_decay)
@@ -155,7 +176,7 @@ def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_ar
     start = time.time()
     backup = keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))
     history = model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2,
-                        callbacks=[backup])
+                        callbacks=[backup], shuffle=False)  # the dataset reshuffles itself
     seconds = time.time() - start
     test = inputs.center_crops(inputs.labelled_examples(d, d.eval_split)[0], d.image_size,
                                d.eval_crop_fraction, config.eval.batch_size)
@@ -196,7 +217,11 @@ def format_table(results):
 
 def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, supervised_min_area,
         print_fn=print):
-    """All four phases; returns the results dict (also written to `results.json`)."""
+    """All four phases; returns the results dict (also written to `results.json`).
+
+    Returns `None` when a stop was requested (SIGTERM) during pretraining: the
+    checkpoint is saved and the same call resumes.
+    """
     from byol_tf.data import sources
     from byol_tf.experiment import random_init_encoder
     from byol_tf.training import progress
@@ -212,7 +237,7 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     plan_path = os.path.join(workdir, "plan.json")
     plan = _read_json(plan_path)
     if plan is None:
-        plan = calibrate(config, minutes, len(paths), print_fn=print_fn)
+        plan = calibrate(config, minutes, len(paths), supervised_min_area, print_fn=print_fn)
         _write_json(plan_path, plan)
     elif plan["minutes"] != minutes:
         from byol_tf import defaults
@@ -226,6 +251,9 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
 
     byol_dir = os.path.join(workdir, "byol")
     result, byol_seconds = pretrain_byol(config, byol_dir, plan["byol"]["steps"], print_fn)
+    if result.step < plan["byol"]["steps"]:  # stopped by SIGTERM, checkpoint saved
+        print_fn(f"BYOL stopped at step {result.step} of {plan['byol']['steps']}: run the same command to resume.")
+        return None
     byol_report_path = os.path.join(workdir, "byol.json")
     byol_report = _read_json(byol_report_path)
     if byol_report is None:  # the run that finished the phase measured its time
