@@ -144,7 +144,8 @@ def fresh_encoder(config, num_classes):
         return builders.build_model(config, num_classes, sync_batch_norm=False).online_encoder
 
 
-def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_area, print_fn=print):
+def train_supervised(config, workdir, steps, num_examples, num_classes, learning_rate, weight_decay, min_area,
+                     print_fn=print):
     """Encoder + linear head from scratch with cross-entropy, about `steps` steps.
 
     Returns `(encoder, report)`; the encoder's weights are saved in `workdir`
@@ -163,9 +164,7 @@ def train_supervised(config, workdir, steps, learning_rate, weight_decay, min_ar
         encoder.load_weights(weights)
         return encoder, _read_json(report_path)
     os.makedirs(workdir, exist_ok=True)
-    _, info, count = inputs.labelled_examples(d, d.train_split)
-    num_classes = inputs.num_classes(info)
-    steps_per_epoch = math.ceil(count / batch)
+    steps_per_epoch = math.ceil(num_examples / batch)
     epochs = max(1, round(steps / steps_per_epoch))
     batches = supervised_batches(config, min_area)
     with _precision(config):
@@ -262,8 +261,8 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
         _write_json(byol_report_path, byol_report)
 
     supervised, sup_report = train_supervised(
-        config, os.path.join(workdir, "supervised"), plan["supervised"]["steps"], supervised_lr,
-        supervised_wd, supervised_min_area, print_fn)
+        config, os.path.join(workdir, "supervised"), plan["supervised"]["steps"], len(paths), num_classes,
+        supervised_lr, supervised_wd, supervised_min_area, print_fn)
 
     print_fn("Scoring the frozen encoders (linear probe + kNN on the test images) ...")
     rows = []
