@@ -28,6 +28,9 @@ def default_config():
         width_multiplier=1.0,
         stem="auto",
         norm="batch",  # batch | group_ws | none
+        # every_stage: projection shortcut in each stage's first block (reference)
+        # when_needed: only where the shape changes (torchvision)
+        shortcut="every_stage",
         sync_batch_norm=True,  # only takes effect with several replicas
         bn_momentum=0.9,
         bn_epsilon=1e-5,

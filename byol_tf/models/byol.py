@@ -11,6 +11,7 @@ ENCODER_KEYS = (
     "width_multiplier",
     "stem",
     "norm",
+    "shortcut",
     "sync_batch_norm",
     "bn_momentum",
     "bn_epsilon",

@@ -29,6 +29,10 @@ BLOCKS = {
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 STEMS = ("auto", "imagenet", "small")
+# "every_stage": a projection shortcut (1x1 conv + norm) in the first block of
+# every stage, the stride-1 first stage included (DeepMind's reference torso);
+# "when_needed": only where the shape changes (torchvision's ResNet).
+SHORTCUTS = ("every_stage", "when_needed")
 EXPANSION = {"basic": 1, "bottleneck": 4}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,12 +84,15 @@ def apply_stem(x, stem, filters, *, norm, norm_kwargs, name="stem"):
 
 
 def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
-                         zero_init_last_norm, name):
-    """Basic (3x3, 3x3) or v1.5 bottleneck (1x1, 3x3 with the stride, 1x1) block."""
+                         zero_init_last_norm, name, project=False):
+    """Basic (3x3, 3x3) or v1.5 bottleneck (1x1, 3x3 with the stride, 1x1) block.
+
+    The shortcut is a projection when `project` is true or the shape changes.
+    """
     kwargs = dict(norm=norm, norm_kwargs=norm_kwargs)
     out_channels = EXPANSION[block] * width
     shortcut = x
-    if strides != 1 or x.shape[-1] != out_channels:
+    if project or strides != 1 or x.shape[-1] != out_channels:
         shortcut = apply_conv_norm(x, out_channels, 1, strides, f"{name}_shortcut",
                                    relu=False, **kwargs)
     if block == "basic":
@@ -102,13 +109,15 @@ def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
 
 
 def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
-           sync_batch_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, gn_groups=32,
+           shortcut="every_stage", sync_batch_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, gn_groups=32,
            zero_init_last_norm=False, input_shape=(None, None, 3), name="resnet"):
     """ResNet v1.5 encoder mapping images in `[0, 1]` to a pooled representation.
 
     The stride of a downsampling bottleneck is on its 3x3 convolution (v1.5),
-    every convolution and pooling uses SAME padding, shortcuts are projections
-    (1x1 conv + norm) when the shape changes. The first layer, `normalize`,
+    every convolution and pooling uses SAME padding. By default the first
+    block of every stage has a projection shortcut (1x1 conv + norm), as in
+    DeepMind's reference torso; `shortcut="when_needed"` projects only where
+    the shape changes (torchvision). The first layer, `normalize`,
     applies the ImageNet mean/std. The pooled output is float32 even under a
     mixed precision policy (`avg_pool` runs in float32), so losses and probes
     downstream are computed in float32.
@@ -124,6 +133,12 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
             sides are known and <= 64, else `"imagenet"`). Defaults to `"auto"`.
         norm: `"batch"`, `"group_ws"` (group norm + weight-standardized convs)
             or `"none"` (convs get a bias). Defaults to `"batch"`.
+        shortcut: `"every_stage"` (projection shortcut in the first block of
+            every stage, the reference's ResNet: 11,180,736 parameters for
+            ResNet-18) or `"when_needed"` (projection only where the shape
+            changes, torchvision's: 11,176,512). Both give the same
+            ResNet-50, whose first block changes the width anyway.
+            Defaults to `"every_stage"`.
         sync_batch_norm: Batch statistics over the global batch across
             replicas. Defaults to `False`.
         bn_momentum: Batch norm moving-average decay. Defaults to `0.9`.
@@ -148,6 +163,8 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
         - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
     """
     stem = _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape)
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"`shortcut` must be one of {SHORTCUTS}. Received: shortcut={shortcut!r}")
     block, blocks_per_stage = BLOCKS[depth]
     norm_kwargs = dict(sync_batch_norm=sync_batch_norm, momentum=bn_momentum,
                        epsilon=bn_epsilon, groups=gn_groups)
@@ -164,6 +181,7 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
                 x, block, scaled_channels(base, width_multiplier),
                 strides=2 if stage > 0 and b == 0 else 1, norm=norm,
                 norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm,
+                project=shortcut == "every_stage" and b == 0,
                 name=f"stage{stage + 2}_block{b + 1}")
     outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -10,6 +10,11 @@ from byol_tf.data import pipeline
 from byol_tf.models import byol
 
 
+# Values of model keys added after the first release, for config.json files
+# written before them (the model those runs trained).
+LEGACY_DEFAULTS = {"shortcut": "when_needed"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Values derived once from the config and the data set size."""
@@ -40,7 +45,8 @@ def plan(config, num_examples):
 def build_model(config, num_classes, sync_batch_norm=None):
     """Builds the `BYOL` model described by `config.model`."""
     m = config.model
-    encoder = {k: m[k] for k in byol.ENCODER_KEYS}
+    # Runs saved before `model.shortcut` existed used torchvision's shortcuts.
+    encoder = {k: m.get(k, LEGACY_DEFAULTS.get(k)) for k in byol.ENCODER_KEYS}
     if sync_batch_norm is not None:
         encoder["sync_batch_norm"] = sync_batch_norm
     return byol.BYOL(

@@ -66,8 +66,10 @@ def make_step_fn(model, optimizer, target_updater, view_configs, seed, global_ba
         replica = tf.distribute.get_replica_context()
         local_batch = batch["view1"].shape[0]
         offset = replica.replica_id_in_sync_group * local_batch
-        # Read now: optimizer.apply() increments `iterations`.
-        step = ops.convert_to_tensor(optimizer.iterations)
+        # A value snapshot: `convert_to_tensor` of the variable would be read
+        # again after optimizer.apply() has incremented it, and update k must
+        # use tau_k, the step index of its learning rate (as the reference).
+        step = tf.identity(optimizer.iterations.value)
         seed1, seed2 = step_seeds(seed, step)
         view1 = device.augment_view(batch["view1"], seed1, view_configs[0], global_batch_size, offset)
         view2 = device.augment_view(batch["view2"], seed2, view_configs[1], global_batch_size, offset)
