@@ -75,3 +75,23 @@ def test_save_load_round_trip(tmp_path):
 def test_unknown_encoder_argument():
     with pytest.raises(ValueError, match="dept"):
         _model(encoder={"dept": 50})
+
+
+def test_heads_and_probe_start_as_the_reference():
+    """Every Dense kernel (projector, predictor, probe): Haiku's truncated normal with
+    stddev 1/sqrt(fan_in), its own draw; biases 0."""
+    keras.utils.set_random_seed(0)
+    model = _model(projector_hidden_dim=512, projection_dim=256, predictor_hidden_dim=512)
+    dense = [l for part in (model.online_projector, model.target_projector, model.predictor)
+             for l in part.layers if isinstance(l, keras.layers.Dense)] + [model.probe]
+    kernels = []
+    for layer in dense:
+        k = keras.ops.convert_to_numpy(layer.kernel)
+        fan_in = k.shape[0]
+        assert np.abs(k).max() <= 2 / np.sqrt(fan_in) * (1 + 1e-6)
+        np.testing.assert_allclose(k.std() * np.sqrt(fan_in), 0.8796, rtol=6 * 0.5 / np.sqrt(k.size))
+        if layer.use_bias:
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.bias), 0.0)
+        kernels.append(k)
+    assert not any(np.array_equal(a, b) for i, a in enumerate(kernels) for b in kernels[i + 1:]
+                   if a.shape == b.shape)

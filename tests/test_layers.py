@@ -1,5 +1,7 @@
 """Tests of byol_tf.models.layers: WSConv2D and the conv/normalization factories."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -107,7 +109,9 @@ def test_conv_factory(norm, cls, use_bias):
     assert layer.padding == "same" and layer.strides == (2, 2) and layer.name == "c"
     assert layer.use_bias is use_bias
     init = layer.kernel_initializer.get_config()
-    assert init["mode"] == "fan_out" and init["scale"] == 2.0
+    assert init["mode"] == "fan_in" and init["distribution"] == "truncated_normal"
+    # A new initializer per layer (a shared one repeats its values).
+    assert layers_lib.conv(norm, 16, 3).kernel_initializer is not layer.kernel_initializer
 
 
 def test_normalization_factory():
@@ -130,3 +134,26 @@ def test_invalid_norm():
         layers_lib.normalization("foo", "n")
     with pytest.raises(ValueError, match="norm='foo'"):
         layers_lib.conv("foo", 4, 3)
+
+
+def _truncated_normal_std(bound=2.0):
+    """Std of a standard normal truncated to [-bound, bound], from the pdf/cdf."""
+    pdf = math.exp(-bound**2 / 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(bound / math.sqrt(2))
+    return math.sqrt(1 - 2 * bound * pdf / mass)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 64, 64), (7, 7, 3, 64), (512, 1024)])
+def test_fan_in_truncated_normal_is_haikus_default(shape):
+    """Haiku: truncated normal at +-2 stddev with stddev 1/sqrt(fan_in), not rescaled."""
+    keras.utils.set_random_seed(0)
+    w = keras.ops.convert_to_numpy(layers_lib.fan_in_truncated_normal()(shape))
+    stddev = 1 / math.sqrt(np.prod(shape[:-1]))
+    assert np.abs(w).max() <= 2 * stddev * (1 + 1e-6)
+    assert np.abs(w).max() > 1.9 * stddev  # the tails reach the truncation point
+    n = w.size
+    # Sample std within 6 standard errors (SE of a std ~ std * sqrt(kurtosis-1)/(2 sqrt(n))).
+    expected = _truncated_normal_std() * stddev
+    np.testing.assert_allclose(w.std(), expected, rtol=6 * 0.5 / math.sqrt(n))
+    assert abs(w.mean()) < 6 * expected / math.sqrt(n)
+    assert abs(_truncated_normal_std() - 0.8796) < 1e-4

@@ -40,7 +40,7 @@ def test_resnet50_param_count(r50):
 
 
 def test_resnet18_param_count():
-    model = resnet_lib.resnet(18, stem="imagenet")
+    model = resnet_lib.resnet(18, stem="imagenet", shortcut="when_needed")
     # torchvision resnet18 (11,689,512) minus its fc layer (513,000).
     assert _count(model.trainable_weights) == 11_176_512
     assert model.output_shape == (None, 512)
@@ -147,14 +147,17 @@ def test_norm_none_uses_biases_and_no_norm_layers():
     assert all(l.use_bias for l in model.layers if isinstance(l, keras.layers.Conv2D))
 
 
-@pytest.mark.parametrize("depth,last", [(50, "norm3"), (18, "norm2")])
-def test_zero_init_last_norm(depth, last):
+@pytest.mark.parametrize("depth,last", [(50, "norm3"), (18, None)])
+def test_zero_init_last_norm_only_in_bottleneck_blocks(depth, last):
+    """As Haiku's ResNet: gamma = 0 for the last BN of bottleneck blocks only."""
     model = resnet_lib.resnet(depth, width_multiplier=0.25, zero_init_last_norm=True,
                               input_shape=(32, 32, 3))
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            expected = 0.0 if layer.name.endswith(last) else 1.0
-            np.testing.assert_array_equal(_np(layer.gamma), expected)
+            zeroed = last is not None and "block" in layer.name and layer.name.endswith(last)
+            np.testing.assert_array_equal(_np(layer.gamma), 0.0 if zeroed else 1.0)
+    if last is None:
+        return
     # Block 1 of stage 3 has a projection shortcut, block 2 an identity one.
     probe = keras.Model(model.input, [model.get_layer(n).output for n in (
         "stage3_block1_shortcut_norm", "stage3_block1_out", "stage3_block2_out")])
@@ -162,6 +165,41 @@ def test_zero_init_last_norm(depth, last):
     np.testing.assert_allclose(out1, np.maximum(shortcut, 0), atol=1e-6)
     np.testing.assert_allclose(out2, out1, atol=1e-6)  # relu(identity) of a relu output
     assert np.abs(out1).max() > 0
+
+
+@pytest.mark.parametrize("shortcut,projected", [
+    ("every_stage", ["stage2_block1", "stage3_block1", "stage4_block1", "stage5_block1"]),
+    ("when_needed", ["stage3_block1", "stage4_block1", "stage5_block1"])])
+def test_shortcut_choice(shortcut, projected):
+    model = resnet_lib.resnet(18, shortcut=shortcut, input_shape=(224, 224, 3))
+    names = sorted(l.name[:-len("_shortcut_conv")] for l in model.layers
+                   if l.name.endswith("_shortcut_conv"))
+    assert names == projected
+    count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    # Reference (Haiku) ResNet-18: 11,180,736; torchvision's: 11,176,512.
+    assert count == {"every_stage": 11_180_736, "when_needed": 11_176_512}[shortcut]
+
+
+def test_initialization_is_the_references_and_distinct_per_layer():
+    """Conv kernels: truncated normal, std 0.88/sqrt(fan_in); no two kernels equal;
+    the same global seed rebuilds the same weights."""
+    keras.utils.set_random_seed(7)
+    model = resnet_lib.resnet(18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    kernels = [_np(l.kernel) for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    for k in kernels:
+        fan_in = np.prod(k.shape[:-1])
+        assert np.abs(k).max() <= 2 / np.sqrt(fan_in) * (1 + 1e-6)
+        np.testing.assert_allclose(k.std() * np.sqrt(fan_in), 0.8796, rtol=6 * 0.5 / np.sqrt(k.size))
+    same_shape = [(a, b) for i, a in enumerate(kernels) for b in kernels[i + 1:] if a.shape == b.shape]
+    assert len(same_shape) > 5
+    assert not any(np.array_equal(a, b) for a, b in same_shape)
+    keras.utils.set_random_seed(7)
+    again = resnet_lib.resnet(18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    for a, b in zip(model.weights, again.weights):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    keras.utils.set_random_seed(8)
+    other = resnet_lib.resnet(18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    assert not np.array_equal(_np(other.get_layer("stem_conv").kernel), kernels[0])
 
 
 def test_sync_batch_norm():

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from byol_tf.models import heads
+from byol_tf.models import layers as layers_lib
 from byol_tf.models import resnet
 
 ENCODER_KEYS = (
@@ -95,7 +96,9 @@ class BYOL(keras.Model):
             )
         self.probe = None
         if self.num_classes:
-            self.probe = keras.layers.Dense(self.num_classes, dtype="float32", name="probe")
+            self.probe = keras.layers.Dense(
+                self.num_classes, kernel_initializer=layers_lib.fan_in_truncated_normal(),
+                dtype="float32", name="probe")
             self.probe.build((None, self.representation_dim))
 
     def _encoder(self, input_shape, name):

@@ -20,8 +20,9 @@ def mlp_head(input_dim, hidden_dim=4096, output_dim=256, norm="batch",
     the Dense layers stay plain, weight standardization is only applied to
     convolutions. With `norm="none"` there is no normalization layer.
 
-    Dense kernels use `lecun_normal` (truncated normal, std 1/sqrt(fan_in)),
-    close to the reference implementation's default linear initialization.
+    Dense kernels use `layers.fan_in_truncated_normal()` (the reference's
+    initialization: truncated normal with stddev parameter 1/sqrt(fan_in), a
+    new seeded draw per layer), biases start at 0.
     The last Dense runs in float32 even under a mixed precision policy, so the
     output fed to the loss is float32.
 
@@ -63,7 +64,7 @@ def mlp_head(input_dim, hidden_dim=4096, output_dim=256, norm="batch",
                          f"gn_groups={gn_groups}")
 
     inputs = keras.Input(shape=(input_dim,), name=f"{name}_input")
-    x = keras.layers.Dense(hidden_dim, use_bias=True, kernel_initializer="lecun_normal",
+    x = keras.layers.Dense(hidden_dim, use_bias=True, kernel_initializer=layers_lib.fan_in_truncated_normal(),
                            name=f"{name}_dense1")(inputs)
     norm_layer = layers_lib.normalization(
         norm, f"{name}_norm", sync_batch_norm=sync_batch_norm, momentum=bn_momentum,
@@ -72,6 +73,7 @@ def mlp_head(input_dim, hidden_dim=4096, output_dim=256, norm="batch",
         x = norm_layer(x)
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     outputs = keras.layers.Dense(output_dim, use_bias=False,
-                                 kernel_initializer="lecun_normal", dtype="float32",
+                                 kernel_initializer=layers_lib.fan_in_truncated_normal(),
+                                 dtype="float32",
                                  name=f"{name}_dense2")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -15,11 +15,38 @@ from keras import ops
 
 NORMS = ("batch", "group_ws", "none")
 
-# He initialization with fan_out (as in torchvision's ResNet). Truncated normal
-# keeps the Keras convention of `he_normal`; the variance is the same.
-CONV_KERNEL_INITIALIZER = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="truncated_normal"
-)
+# Keras divides the stddev of a truncated normal VarianceScaling by this factor
+# (the std of a standard normal truncated at +-2) so that the drawn values have
+# std sqrt(scale / fan_in). Haiku's default does not rescale: its stddev
+# parameter is 1 / sqrt(fan_in). scale = factor**2 cancels the rescaling.
+_TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+def fan_in_truncated_normal():
+    """A new kernel initializer equal to Haiku's (DeepMind's reference) default.
+
+    Draws from a normal with stddev parameter `1 / sqrt(fan_in)` truncated at
+    two stddevs, i.e. `keras.initializers.TruncatedNormal(stddev=1 /
+    sqrt(fan_in))` for each layer's own `fan_in` (`kh * kw * c_in` for a
+    convolution, the input size for a dense layer); the drawn values' std is
+    `0.88 / sqrt(fan_in)`. Expressed as a `VarianceScaling` so that it is
+    built-in (serializable) and takes `fan_in` from the kernel shape.
+
+    Each call returns a NEW instance: in Keras 3 an initializer instance with
+    `seed=None` draws its seed once, when constructed (from the global seed of
+    `keras.utils.set_random_seed`), and returns the same values for the same
+    shape on every call, so sharing one instance would give every layer of
+    the same shape identical weights.
+
+    Example:
+
+    >>> init = fan_in_truncated_normal()
+    >>> w = init((3, 3, 64, 64))
+    >>> bool(keras.ops.max(keras.ops.abs(w)) <= 2 / 24)
+    True
+    """
+    return keras.initializers.VarianceScaling(
+        scale=_TRUNCATED_NORMAL_STD**2, mode="fan_in", distribution="truncated_normal")
 
 
 def check_norm(norm):
@@ -101,7 +128,8 @@ def conv(norm, filters, kernel_size, strides=1, name=None, **kwargs):
     Padding is always `"same"` (TensorFlow SAME, as in the released BYOL
     checkpoints). Convolutions followed by a normalization layer have no bias;
     with `norm="none"` they have one, since nothing else provides an offset.
-    Kernels use He initialization with fan_out (truncated normal).
+    Kernels use `fan_in_truncated_normal()` (the reference's initializer),
+    a new seeded draw for each layer; biases start at 0.
 
     Args:
         norm: One of `NORMS`. `"group_ws"` gives a `WSConv2D`, the others a
@@ -127,7 +155,7 @@ def conv(norm, filters, kernel_size, strides=1, name=None, **kwargs):
         strides=strides,
         padding="same",
         use_bias=norm == "none",
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=fan_in_truncated_normal(),
         name=name,
         **kwargs,
     )

@@ -97,8 +97,7 @@ def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
                                    relu=False, **kwargs)
     if block == "basic":
         x = apply_conv_norm(x, width, 3, strides, name, "1", **kwargs)
-        x = apply_conv_norm(x, width, 3, 1, name, "2", relu=False,
-                            zero_gamma=zero_init_last_norm, **kwargs)
+        x = apply_conv_norm(x, width, 3, 1, name, "2", relu=False, **kwargs)
     else:
         x = apply_conv_norm(x, width, 1, 1, name, "1", **kwargs)
         x = apply_conv_norm(x, width, 3, strides, name, "2", **kwargs)
@@ -145,9 +144,10 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
         bn_epsilon: Epsilon of batch and group norm. Defaults to `1e-5`.
         gn_groups: Groups of the group norm; every channel count must be
             divisible by it when `norm="group_ws"`. Defaults to `32`.
-        zero_init_last_norm: Whether the last norm of each residual branch
-            starts with gamma = 0 (the paper used 1); no effect with
-            `norm="none"`. Defaults to `False`.
+        zero_init_last_norm: Whether the last norm of each BOTTLENECK block
+            starts with gamma = 0, as Haiku's ResNet does (basic blocks keep
+            gamma = 1); the paper's numbers were obtained with gamma = 1. No
+            effect with `norm="none"` or depth 18/34. Defaults to `False`.
         input_shape: `(height, width, 3)`, `None` for unknown sides.
             Defaults to `(None, None, 3)`.
         name: Model name. Defaults to `"resnet"`.
