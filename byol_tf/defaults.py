@@ -10,6 +10,7 @@ message naming the key and the fix.
 import ml_collections
 
 from byol_tf.augment import device
+from byol_tf.augment import host
 
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 
@@ -60,6 +61,9 @@ def default_config():
         area_range=(0.08, 1.0),
         aspect_ratio_range=(3 / 4, 4 / 3),
         flip_prob=0.5,
+        # reference: one draw, clipped to the image (DeepMind's BYOL pipeline)
+        # retry: up to 10 draws, first that fits, else the whole image (torchvision)
+        crop_sampler="reference",
         view1=view1,
         view2=view2,
     )
@@ -130,6 +134,8 @@ def validate(config, num_replicas=1):
         _fail("optimizer", (o.base_learning_rate, o.weight_decay), "learning rate and weight decay must be >= 0")
     if o.warmup_epochs < 0:
         _fail("optimizer.warmup_epochs", o.warmup_epochs, "must be >= 0")
+    if config.augment.crop_sampler not in host.CROP_SAMPLERS:
+        _fail("augment.crop_sampler", config.augment.crop_sampler, f"use one of {host.CROP_SAMPLERS}")
     for name in ("view1", "view2"):
         try:
             device.read_view_config(config.augment[name])

@@ -10,8 +10,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from byol_tf import defaults
+from byol_tf.augment import host
 from byol_tf.data import pipeline
 from byol_tf.data import sources
+from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import inputs
+from conftest import ROOT, load_config_module
 
 
 def _config(**data):
@@ -53,6 +58,69 @@ def test_pretrain_reproducible_by_seed():
     for key in ("view1", "view2", "label"):
         np.testing.assert_array_equal(first[0][key], first[1][key])
     assert not np.array_equal(first[0]["view1"], first[2]["view1"])
+
+
+def _expected_views(cfg, seed, sampler):
+    """The first 8 examples' views recomputed with `host.two_views`, in file order."""
+    ds, _ = sources.load_source(cfg.data, "train")
+    views = []
+    for i, example in enumerate(ds.take(8)):
+        example_seed = tf.random.experimental.stateless_fold_in(  # int64 counter, as `enumerate`
+            tf.constant([seed, 0], tf.int64), tf.constant(i, tf.int64))
+        views.append(host.two_views(example["image"], example_seed, 32, tuple(cfg.augment.area_range),
+                                    sampler=sampler))
+    return [np.stack([v[j] for v in views]) for j in range(2)]
+
+
+def test_pretrain_views_use_the_configured_crop_sampler():
+    batches = {}
+    for sampler in (None, "reference", "retry"):  # None: a config without the key
+        cfg = _config(cache=True, shuffle_buffer=0)  # file order, example i has counter i
+        cfg.augment.area_range = (0.8, 1.0)  # large crops: many overflow the image
+        if sampler:
+            cfg.augment.crop_sampler = sampler
+        batches[sampler] = _first(pipeline.pretrain_dataset(cfg, 8, seed=3))
+        expected = _expected_views(cfg, 3, sampler or "reference")
+        np.testing.assert_array_equal(batches[sampler]["view1"], expected[0])
+        np.testing.assert_array_equal(batches[sampler]["view2"], expected[1])
+    for key in ("view1", "view2"):
+        np.testing.assert_array_equal(batches[None][key], batches["reference"][key])
+    # Reference windows clipped to the image where retry draws again: some views differ.
+    assert not all(np.array_equal(batches["retry"][k], batches["reference"][k]) for k in ("view1", "view2"))
+
+
+def test_eval_train_views_use_the_configured_crop_sampler():
+    cfg = _config()
+    ds, _ = sources.load_source(cfg.data, "train")
+    ds = ds.take(16)
+    augment = ml_collections.ConfigDict(dict(cfg.augment))
+    views = {}
+    for sampler in host.CROP_SAMPLERS:
+        augment.crop_sampler = sampler
+        views[sampler] = next(iter(inputs.train_views(ds, 32, augment, 16, seed=1, shuffle_buffer=1)))[0]
+    # shuffle_buffer=1 keeps the order: example i is cropped with seed fold_in([1, 7], i).
+    for i, example in enumerate(ds):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(
+                tf.constant([1, 7], tf.int64), tf.constant(i, tf.int64)), 2))
+        for sampler in host.CROP_SAMPLERS:
+            expected = host.random_flip(host.random_resized_crop(
+                example["image"], crop_seed, 32, sampler=sampler), flip_seed)
+            np.testing.assert_array_equal(views[sampler][i], expected)
+    assert not np.array_equal(views["retry"], views["reference"])
+
+
+def test_every_config_uses_the_reference_crop_sampler():
+    names = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
+    assert len(names) >= 9
+    for name in names:
+        config = load_config_module(name).get_config()
+        assert config.augment.crop_sampler == "reference", name
+    for config, validate in ((defaults.default_config(), defaults.validate),
+                             (eval_config.get_config(), eval_config.validate)):
+        config.augment.crop_sampler = "torch"
+        with pytest.raises(defaults.ConfigError, match="config.augment.crop_sampler='torch'"):
+            validate(config)
 
 
 def test_pretrain_pipelines_see_different_data(tmp_path):

@@ -120,7 +120,7 @@ def supervised_batches(config, min_area):
     ds = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
     augment = ml_collections.ConfigDict({
         "area_range": (min_area, 1.0), "aspect_ratio_range": tuple(config.augment.aspect_ratio_range),
-        "flip_prob": config.augment.flip_prob})
+        "flip_prob": config.augment.flip_prob, "crop_sampler": config.augment.crop_sampler})
     return inputs.train_views(ds, d.image_size, augment, int(config.training.batch_size), config.seed,
                               d.shuffle_buffer, d.cache)
 

@@ -31,6 +31,10 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Number of images (rows).")
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", 96, "Side of the views; larger than CIFAR's 32 so the blur is visible.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for picking images and for augmentations.")
+_CROP_SAMPLER = flags.DEFINE_enum(
+    "crop_sampler", "reference", ["reference", "retry"],
+    "Random resized crop window sampler: 'reference' (DeepMind's single draw, "
+    "clipped to the image) or 'retry' (torchvision's).")
 _OUTPUT = flags.DEFINE_string("output", "augmentations.png", "Output PNG file.")
 
 
@@ -72,7 +76,8 @@ def main(argv):
     for i, path in enumerate(paths):
         image = tf.io.read_file(path)
         originals.append(host.center_crop(image, size, crop_fraction=1.0))
-        view1, view2 = host.two_views(image, tf.constant([_SEED.value, i], tf.int64), size)
+        view1, view2 = host.two_views(image, tf.constant([_SEED.value, i], tf.int64), size,
+                                      sampler=_CROP_SAMPLER.value)
         views1.append(view1)
         views2.append(view2)
     config1, config2 = device.default_view_configs()

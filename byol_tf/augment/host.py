@@ -11,6 +11,9 @@ import math
 
 import tensorflow as tf
 
+# Random-resized-crop window samplers, see `sample_crop_window`.
+CROP_SAMPLERS = ("reference", "retry")
+
 
 def _check_range(name, value, low, high):
     lo, hi = value
@@ -64,16 +67,36 @@ def _crop_views(image, window_fns, size):
         tf.io.is_jpeg(image), from_jpeg, lambda: from_pixels(_decode_non_jpeg(image)))
 
 
+def _check_sampler(sampler, max_attempts):
+    if sampler not in CROP_SAMPLERS:
+        raise ValueError(f"`sampler` must be one of {CROP_SAMPLERS}. Received: sampler={sampler!r}")
+    if max_attempts < 1:
+        raise ValueError(f"`max_attempts` must be >= 1. Received: max_attempts={max_attempts}")
+
+
 def sample_crop_window(image_shape, seed, area_range=(0.08, 1.0),
-                       aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10):
+                       aspect_ratio_range=(3 / 4, 4 / 3), sampler="reference",
+                       max_attempts=10):
     """Samples a random-resized-crop window `[offset_y, offset_x, height, width]`.
 
-    Draws `max_attempts` candidates with area fraction ~ U[area_range] and a
-    log-uniform aspect ratio (width / height), keeps the first one that fits
-    inside the image, and falls back to the whole image if none fits.
+    A candidate has an area of `U[area_range) * height * width` pixels and a
+    log-uniform aspect ratio `r` (width / height); its sides are
+    `round(sqrt(area * r))` and `round(sqrt(area / r))`, computed in float32.
+    The offsets are uniform integers over the positions that keep the window
+    inside the image.
+
+    - `sampler="reference"` (DeepMind's BYOL input pipeline): one candidate;
+      a side longer than the image's is clipped to the image's side (so the
+      window may be the whole width or height, with a different area and
+      aspect ratio than drawn). On a 375x500 image the mean area fraction is
+      about 0.52.
+    - `sampler="retry"` (torchvision's `RandomResizedCrop`): up to
+      `max_attempts` candidates, the first that fits is kept, else the whole
+      image. Mean area fraction about 0.43 on a 375x500 image.
+
+    When the first candidate fits, both samplers return the same window.
     `tf.image.stateless_sample_distorted_bounding_box` is not used: it samples
-    the height (not the area) uniformly and the aspect ratio linearly, which
-    is not the recipe's distribution.
+    the height (not the area) uniformly and the aspect ratio linearly.
 
     Args:
         image_shape: int `[2]` tensor, `(height, width)` of the image.
@@ -82,39 +105,51 @@ def sample_crop_window(image_shape, seed, area_range=(0.08, 1.0),
             Defaults to `(0.08, 1.0)`.
         aspect_ratio_range: range of the crop aspect ratio. Defaults to
             `(3/4, 4/3)`.
-        max_attempts: number of candidates before the fallback. Defaults to 10.
+        sampler: one of `CROP_SAMPLERS`, `"reference"` or `"retry"`.
+            Defaults to `"reference"`.
+        max_attempts: candidates of the `"retry"` sampler before the
+            fallback. Defaults to 10.
 
     Returns:
         int32 `[4]` tensor, as expected by `tf.image.decode_and_crop_jpeg`.
     """
     _check_range("area_range", area_range, 0.0, 1.0)
     _check_range("aspect_ratio_range", aspect_ratio_range, 0.0, math.inf)
-    if max_attempts < 1:
-        raise ValueError(f"`max_attempts` must be >= 1. Received: max_attempts={max_attempts}")
-    height = tf.cast(image_shape[0], tf.float32)
-    width = tf.cast(image_shape[1], tf.float32)
+    _check_sampler(sampler, max_attempts)
+    image_shape = tf.cast(image_shape, tf.int32)
+    height, width = image_shape[0], image_shape[1]
     area_seed, ratio_seed, offset_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
-    area = height * width * tf.random.stateless_uniform(
-        [max_attempts], area_seed, area_range[0], area_range[1])
+    num = 1 if sampler == "reference" else max_attempts
+    # As the reference: the image area in float32 from the int sizes.
+    area = tf.cast(height * width, tf.float32) * tf.random.stateless_uniform(
+        [num], area_seed, area_range[0], area_range[1])
     ratio = tf.exp(tf.random.stateless_uniform(
-        [max_attempts], ratio_seed,
+        [num], ratio_seed,
         math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])))
-    crop_w = tf.round(tf.sqrt(area * ratio))
-    crop_h = tf.round(tf.sqrt(area / ratio))
-    fits = (crop_w >= 1) & (crop_h >= 1) & (crop_w <= width) & (crop_h <= height)
-    first = tf.argmax(tf.cast(fits, tf.int32))
-    any_fits = tf.reduce_any(fits)
-    crop_h = tf.where(any_fits, tf.gather(crop_h, first), height)
-    crop_w = tf.where(any_fits, tf.gather(crop_w, first), width)
-    u = tf.random.stateless_uniform([2], offset_seed)
-    offset_y = tf.minimum(tf.floor(u[0] * (height - crop_h + 1)), height - crop_h)
-    offset_x = tf.minimum(tf.floor(u[1] * (width - crop_w + 1)), width - crop_w)
-    return tf.cast(tf.stack([offset_y, offset_x, crop_h, crop_w]), tf.int32)
+    crop_w = tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32)
+    crop_h = tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32)
+    if sampler == "reference":
+        # Clipped to the image (not rejected), and to >= 1 pixel on tiny images.
+        crop_w = tf.clip_by_value(crop_w[0], 1, tf.maximum(width, 1))
+        crop_h = tf.clip_by_value(crop_h[0], 1, tf.maximum(height, 1))
+    else:
+        fits = (crop_w >= 1) & (crop_h >= 1) & (crop_w <= width) & (crop_h <= height)
+        first = tf.argmax(tf.cast(fits, tf.int32))
+        any_fits = tf.reduce_any(fits)
+        crop_h = tf.where(any_fits, tf.gather(crop_h, first), height)
+        crop_w = tf.where(any_fits, tf.gather(crop_w, first), width)
+    y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(offset_seed, 2))
+    offset_y = tf.random.stateless_uniform(
+        [], y_seed, minval=0, maxval=tf.maximum(height - crop_h + 1, 1), dtype=tf.int32)
+    offset_x = tf.random.stateless_uniform(
+        [], x_seed, minval=0, maxval=tf.maximum(width - crop_w + 1, 1), dtype=tf.int32)
+    return tf.stack([offset_y, offset_x, crop_h, crop_w])
 
 
 def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
-                        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10):
+                        aspect_ratio_range=(3 / 4, 4 / 3), sampler="reference",
+                        max_attempts=10):
     """Random crop (see `sample_crop_window`) resized bicubically to `size`.
 
     Args:
@@ -123,8 +158,11 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
         size: output side in pixels.
         area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.
         aspect_ratio_range: crop aspect ratio range. Defaults to `(3/4, 4/3)`.
-        max_attempts: candidate windows before using the whole image.
-            Defaults to 10.
+        sampler: crop window sampler, `"reference"` (one draw, clipped to the
+            image) or `"retry"` (torchvision's rejection sampling). Defaults
+            to `"reference"`.
+        max_attempts: candidate windows of the `"retry"` sampler before using
+            the whole image. Defaults to 10.
 
     Returns:
         uint8 `[size, size, 3]`.
@@ -133,8 +171,11 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
         - [Szegedy et al., 2015](https://arxiv.org/abs/1409.4842)
         - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
     """
+    _check_sampler(sampler, max_attempts)
+
     def window_fn(shape):
-        return sample_crop_window(shape, seed, area_range, aspect_ratio_range, max_attempts)
+        return sample_crop_window(shape, seed, area_range, aspect_ratio_range,
+                                  sampler, max_attempts)
 
     return _crop_views(_as_image(image), [window_fn], size)[0]
 
@@ -185,7 +226,7 @@ def center_crop(image, size, crop_fraction=224 / 256):
 
 
 def two_views(image, seed, size, area_range=(0.08, 1.0),
-              aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5):
+              aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5, sampler="reference"):
     """Two independent random resized crops + flips of one image.
 
     JPEG bytes are decoded once per view, inside each crop window; other
@@ -199,14 +240,18 @@ def two_views(image, seed, size, area_range=(0.08, 1.0),
         area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.
         aspect_ratio_range: crop aspect ratio range. Defaults to `(3/4, 4/3)`.
         flip_prob: horizontal flip probability. Defaults to 0.5.
+        sampler: crop window sampler, `"reference"` or `"retry"` (see
+            `sample_crop_window`). Defaults to `"reference"`.
 
     Returns:
         `(view1, view2)`, each uint8 `[size, size, 3]`.
     """
+    _check_sampler(sampler, 1)
     crop1, flip1, crop2, flip2 = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))
     window_fns = [
-        lambda shape, s=s: sample_crop_window(shape, s, area_range, aspect_ratio_range)
+        lambda shape, s=s: sample_crop_window(
+            shape, s, area_range, aspect_ratio_range, sampler)
         for s in (crop1, crop2)]
     view1, view2 = _crop_views(_as_image(image), window_fns, size)
     return random_flip(view1, flip1, flip_prob), random_flip(view2, flip2, flip_prob)

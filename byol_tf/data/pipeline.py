@@ -30,7 +30,8 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None):
         config: experiment ConfigDict; reads `config.data` (`source`, `name`, `data_dir`,
             `train_split`, `shuffle_buffer`, `cache`, `image_size`, optional
             `deterministic`, default `False`), `config.augment` (`area_range`,
-            `aspect_ratio_range`, `flip_prob`) and `config.seed`.
+            `aspect_ratio_range`, `flip_prob`, optional `crop_sampler`, default
+            `"reference"`) and `config.seed`.
         batch_size: examples per batch for THIS input pipeline (per replica group).
         input_context: optional `tf.distribute.InputContext`. Defaults to `None`.
         seed: int seed; `None` uses `config.seed`. Defaults to `None`.
@@ -56,12 +57,13 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None):
     size = int(data.image_size)
     area_range, ratio_range = tuple(aug.area_range), tuple(aug.aspect_ratio_range)
     flip_prob = float(aug.flip_prob)
+    sampler = str(aug.get("crop_sampler", "reference"))
     base_seed = tf.constant([seed, pipeline_id], tf.int64)
 
     def make_views(index, example):
         example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
         view1, view2 = host.two_views(example["image"], example_seed, size, area_range,
-                                      ratio_range, flip_prob)
+                                      ratio_range, flip_prob, sampler=sampler)
         return {"view1": view1, "view2": view2, "label": example["label"]}
 
     ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE)

@@ -18,6 +18,7 @@ to it.
 import ml_collections
 
 from byol_tf import defaults
+from byol_tf.augment import host
 
 WEIGHTINGS = ("temperature", "majority")
 _DATA_KEYS = ("source", "name", "data_dir", "train_split", "eval_split", "eval_crop_fraction")
@@ -39,7 +40,9 @@ def get_config():
         shuffle_buffer=10_000,
     )
     # Host-side train views of the linear (augmented) and fine-tuning protocols.
-    c.augment = dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5)
+    # crop_sampler: "reference" (DeepMind's single clipped draw) | "retry" (torchvision's).
+    c.augment = dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5,
+                     crop_sampler="reference")
     c.linear = dict(
         epochs=80,
         batch_size=1024,
@@ -89,6 +92,9 @@ def validate(config):
         _fail("data.source", config.data.source, "use '' (the run's), 'tfds', 'folder' or 'sample'")
     if not 0.0 <= config.data.eval_crop_fraction <= 1.0:
         _fail("data.eval_crop_fraction", config.data.eval_crop_fraction, "must be in (0, 1], or 0 for the run's")
+    if config.augment.crop_sampler not in host.CROP_SAMPLERS:
+        _fail("augment.crop_sampler", config.augment.crop_sampler,
+              f"use one of {host.CROP_SAMPLERS}")
     for section in ("linear", "finetune"):
         s = config[section]
         if s.epochs <= 0:

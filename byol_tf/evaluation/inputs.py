@@ -109,7 +109,9 @@ def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000
     Args:
         ds: dataset from `labelled_examples`.
         image_size: output side in pixels.
-        augment: ConfigDict with `area_range`, `aspect_ratio_range`, `flip_prob`.
+        augment: ConfigDict with `area_range`, `aspect_ratio_range`, `flip_prob`
+            and optionally `crop_sampler` (default `"reference"`, see
+            `byol_tf.augment.host.sample_crop_window`).
         batch_size: global batch size.
         seed: int seed.
         shuffle_buffer: shuffle buffer size. Defaults to `10_000`.
@@ -123,11 +125,13 @@ def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000
     ds = ds.shuffle(max(1, int(shuffle_buffer)), seed=int(seed), reshuffle_each_iteration=True)
     base = tf.constant([int(seed), 7], tf.int64)
     area, ratio, flip = tuple(augment.area_range), tuple(augment.aspect_ratio_range), float(augment.flip_prob)
+    sampler = str(augment.get("crop_sampler", "reference"))
 
     def view(index, example):
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base, index), 2))
-        image = host.random_resized_crop(example["image"], crop_seed, image_size, area, ratio)
+        image = host.random_resized_crop(example["image"], crop_seed, image_size, area, ratio,
+                                         sampler=sampler)
         return host.random_flip(image, flip_seed, flip), example["label"]
 
     ds = ds.repeat().enumerate().map(view, num_parallel_calls=tf.data.AUTOTUNE)
