@@ -27,15 +27,14 @@ def _max_relative_difference(a, b):
 def _difference_per_update(start, end, other_end):
     """Per variable: max |end - other_end| relative to the update max |end - start|.
 
-    Relative to the update, not the value: batch-norm betas start at 0 and
-    their gradients are sums with heavy cancellation, so float32 summation
-    order alone shows up as ~1e-2 of their tiny values. The weights compared
-    are those after ONE step from identical weights (the check script makes
-    that update large, eta = 1, so it is far above float32 rounding; over
-    more steps LARS with eta = 1 amplifies rounding in near-zero gradients).
+    Relative to the update, not the value: the weights compared are those
+    after ONE step from identical weights (the check script makes that update
+    large, eta = 1). The 1e-9 floor is for the Dense biases in front of a
+    batch norm, whose exact gradient is 0: their update is float64 rounding
+    (~1e-18), different in the two runs.
     """
     return np.array([
-        np.max(np.abs(e - o)) / (np.max(np.abs(e - s)) + 1e-12)
+        np.max(np.abs(e - o)) / (np.max(np.abs(e - s)) + 1e-9)
         for s, e, o in zip(start, end, other_end)
     ])
 
@@ -54,13 +53,18 @@ def test_two_replicas_match_one_with_the_same_global_batch(runs):
     two_losses, two_start, two_end = runs["two"]
     assert _max_relative_difference(one_start, two_start) == 0.0  # same initialization
     assert _max_relative_difference(one_start, one_end) > 1e-3  # the steps did something
-    np.testing.assert_allclose(two_losses[0], one_losses[0], rtol=1e-5)  # same weights
-    np.testing.assert_allclose(two_losses[1], one_losses[1], rtol=1e-3)  # after a step
-    # All weights after one step: online and target parameters, BN statistics.
-    # Measured: median ~7e-6 of the update (vs ~1.0 without sync BN, below). A
-    # few variables with near-zero gradients get their rounding noise scaled
-    # to a full-size update by LARS' trust ratio, so the median is asserted.
-    assert np.median(_difference_per_update(one_start, one_end, two_end)) < 1e-3
+    # The loss is summed in float32 (the library's), in another order.
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-6)
+    # Every weight after one step: online and target parameters, BN statistics.
+    # In float64 (see two_replica_check.py) measured <= 2e-12 of the update,
+    # 5e-9 for the zero-gradient biases; an all-reduce paired wrongly, a
+    # replica's wrong augmentation rows or its own BN statistics give ~1
+    # (below). In float32 this comparison is noise: a ReLU gate flipped by
+    # rounding, in the one- or the two-replica run, moves the gradients of all
+    # the layers before it by up to ~8e-2, as far as single-replica float32 is
+    # from float64.
+    difference = _difference_per_update(one_start, one_end, two_end)
+    assert np.max(difference) < 1e-6, np.sort(difference)[-5:]
 
 
 def test_without_sync_batch_norm_the_runs_differ(runs):
@@ -68,4 +72,3 @@ def test_without_sync_batch_norm_the_runs_differ(runs):
     _, one_start, one_end = runs["one"]
     _, _, unsynced_end = runs["two_unsynced"]
     assert np.median(_difference_per_update(one_start, one_end, unsynced_end)) > 0.1
-    # (about 100x the synchronized difference)
