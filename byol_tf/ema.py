@@ -30,11 +30,12 @@ class MovingAverageTarget(keras.callbacks.Callback):
 
     Unlike a callback that acts in `on_train_batch_end` (which runs on the
     host once per *call* of the compiled function, so once per
-    `steps_per_execution` steps), this callback's `update()` is traced into
-    the compiled training step: it runs exactly once per optimizer step, on
-    device, with no host round trip. `set_model()` registers the callback with
-    the model, whose training step calls `update(step)` right after the
-    optimizer has applied the gradients.
+    `steps_per_execution` steps), this callback's `update(step)` is meant to
+    be traced into the compiled training step: the step function
+    (`byol_tf.training.step.make_step_fn`) calls it right after the optimizer
+    has applied the gradients of step `step`, so it runs exactly once per
+    optimizer step, on device, with no host round trip. Call `set_model()`
+    first to bind the model whose target it moves.
 
     The model must provide `target_pairs()`: a list of `(online, target)`
     variable pairs. Only parameters are averaged; the target's batch-norm
@@ -75,10 +76,6 @@ class MovingAverageTarget(keras.callbacks.Callback):
         self.base_decay = float(base_decay)
         self.total_steps = int(total_steps)
         self.schedule = schedule
-
-    def set_model(self, model):
-        super().set_model(model)
-        model.target_updater = self
 
     def decay(self, step):
         """Returns `tau` for optimizer step `step` (a float32 scalar)."""
