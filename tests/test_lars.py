@@ -243,3 +243,94 @@ def test_mirrored_strategy_two_cpus():
     )
     np.testing.assert_allclose(w, expected_w, rtol=1e-6)
     np.testing.assert_allclose(b, expected_b, rtol=1e-6)
+
+
+# Against optax.lars, the public JAX implementation. optax scales by the
+# learning rate BEFORE its momentum trace (m <- momentum * m + lr_k * g; w <-
+# w - m), while this LARS and DeepMind's BYOL scale AFTER it (m <- momentum *
+# m + g; w <- w - lr_k * m). The two agree exactly when the learning rate is
+# constant and differ as soon as it changes between steps (e.g. warmup).
+def _optax_variables(rng):
+    return {
+        "kernel": rng.normal(size=(6, 5)),
+        "conv_kernel": 0.3 * rng.normal(size=(3, 3, 2, 4)),
+        "bias": rng.normal(size=(5,)),
+        "gamma": 1.0 + 0.2 * rng.normal(size=(4,)),
+    }
+
+
+def _run_ours_and_optax(learning_rate, optax_learning_rate, num_steps):
+    """Returns `(ours, theirs, initial, grads)`: float64 arrays after the steps."""
+    optax = pytest.importorskip(
+        "optax", reason="needs the [reference] test extra: pip install -e .[test,reference]")
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(3)
+    initial = {k: v.astype("float32") for k, v in _optax_variables(rng).items()}
+    grads = [{k: rng.normal(size=v.shape).astype("float32") for k, v in initial.items()}
+             for _ in range(num_steps)]
+    hp = dict(momentum=0.9, weight_decay=0.05, eta=0.02)
+
+    names = list(initial)
+    variables = [keras.Variable(initial[k], name=k) for k in names]
+    opt = LARS(learning_rate=learning_rate, momentum=hp["momentum"],
+               weight_decay=hp["weight_decay"], eta=hp["eta"])
+    for g in grads:
+        opt.apply([g[k] for k in names], variables)
+    ours = {k: v.numpy().astype(np.float64) for k, v in zip(names, variables)}
+
+    def rank_above_1(params):
+        return jax.tree.map(lambda p: p.ndim > 1, params)
+
+    tx = optax.lars(optax_learning_rate, weight_decay=hp["weight_decay"],
+                    weight_decay_mask=rank_above_1, trust_coefficient=hp["eta"], eps=0.0,
+                    trust_ratio_mask=rank_above_1, momentum=hp["momentum"], nesterov=False)
+    params = {k: jax.numpy.asarray(v) for k, v in initial.items()}
+    state = tx.init(params)
+    for g in grads:
+        updates, state = tx.update({k: jax.numpy.asarray(v) for k, v in g.items()}, state, params)
+        params = optax.apply_updates(params, updates)
+    theirs = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    return ours, theirs, {k: v.astype(np.float64) for k, v in initial.items()}, grads
+
+
+def test_matches_optax_lars_at_constant_learning_rate():
+    """Equal to `optax.lars` (rank <= 1 masked out of decay and trust ratio).
+
+    Only at a constant learning rate: `optax.lars` applies the rate before
+    its momentum trace and this LARS (like DeepMind's BYOL) after it, which
+    differs whenever the rate changes between steps (see the next test).
+    """
+    ours, theirs, initial, _ = _run_ours_and_optax(0.4, 0.4, num_steps=5)
+    for k in ours:
+        change = np.abs(theirs[k] - initial[k]).max()
+        assert change > 1e-2, k  # the five steps moved every variable
+        gap = np.abs(ours[k] - theirs[k]).max()
+        # Float32 rounding only: within 4 ulps of the largest entry (measured:
+        # 1e-8..1e-7 of it) ...
+        assert gap <= 4 * np.finfo(np.float32).eps * np.abs(theirs[k]).max(), (k, gap)
+        # ... and 1e-5 of the five steps' change (measured: 1e-8..2e-6).
+        assert gap <= 1e-5 * change, (k, gap, change)
+
+
+def test_differs_from_optax_lars_when_the_learning_rate_changes():
+    """With lr 0 then 0.4, optax.lars' first step leaves no momentum.
+
+    Ours (the reference's order) carries the step-0 gradient into step 1's
+    update through the momentum: `w_2 = w_0 - 0.4 * (0.9 * g_0' + g_1')`,
+    against optax's `w_0 - 0.4 * g_1'` (g' the decayed, trust-scaled
+    gradients). The independent numpy chain with a per-step rate checks ours.
+    """
+    jnp = pytest.importorskip("jax.numpy")
+    lrs = [0.0, 0.4]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], lrs)
+    ours, theirs, initial, grads = _run_ours_and_optax(
+        schedule, lambda count: jnp.where(count < 1, lrs[0], lrs[1]), num_steps=2)
+    for k in ours:
+        w, m = initial[k], np.zeros_like(initial[k])
+        for lr, g in zip(lrs, grads):
+            w, m = numpy_lars_step(w, g[k], m, lr, 0.9, 0.05, 0.02, k in ("bias", "gamma"))
+        change = np.abs(w - initial[k]).max()
+        assert change > 5e-3, k
+        np.testing.assert_allclose(ours[k], w, rtol=1e-6, atol=1e-6 * change, err_msg=k)
+        gap = np.abs(ours[k] - theirs[k]).max()
+        assert gap > 0.2 * change, (k, gap, change)
