@@ -11,8 +11,7 @@ import ml_collections
 
 from byol_tf.augment import device
 from byol_tf.augment import host
-
-PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+from byol_tf.training import precision
 
 
 class ConfigError(ValueError):
@@ -113,8 +112,8 @@ def validate(config, num_replicas=1):
         _fail("data.source", d.source, "use one of 'tfds', 'folder', 'sample'")
     if d.source == "folder" and not d.data_dir:
         _fail("data.data_dir", d.data_dir, "an image-folder source needs --config.data.data_dir=DIR")
-    if t.precision not in PRECISIONS:
-        _fail("training.precision", t.precision, f"use one of {PRECISIONS}")
+    if t.precision not in precision.PRECISIONS:
+        _fail("training.precision", t.precision, f"use one of {precision.PRECISIONS}")
     if t.batch_size < 1:
         _fail("training.batch_size", t.batch_size, "must be a positive global batch size")
     if t.batch_size % num_replicas:
@@ -141,23 +140,3 @@ def validate(config, num_replicas=1):
             device.read_view_config(config.augment[name])
         except ValueError as e:
             raise ConfigError(f"config.augment.{name}: {e}") from None
-
-
-def cpu_has_native_bfloat16(cpuinfo_path="/proc/cpuinfo"):
-    """True on x86 CPUs with AMX-BF16 or AVX512-BF16 (Linux: /proc/cpuinfo)."""
-    try:
-        with open(cpuinfo_path) as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision, on_tpu=False):
-    """Maps `"auto"` to `mixed_bfloat16` on TPUs and bf16-capable CPUs, else float32.
-
-    Without native bfloat16 a CPU emulates it, which is slower than float32.
-    """
-    if precision != "auto":
-        return precision
-    return "mixed_bfloat16" if on_tpu or cpu_has_native_bfloat16() else "float32"

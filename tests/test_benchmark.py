@@ -1,14 +1,22 @@
-"""Smoke tests of tools/benchmark.py on a tiny model: fields and sane values, no timing assertions."""
+"""Tests of tools/benchmark.py: report fields on a tiny model, precision choice, phases cut off or failing.
+
+No timing assertions: the figures are only checked to be sane.
+"""
 
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
+import textwrap
 
 import keras
+import pytest
 import tensorflow as tf
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import bench_flops  # noqa: E402
 import bench_input  # noqa: E402
@@ -95,9 +103,13 @@ def test_run_benchmark_report_fields():
                 "two_views_images_per_sec_per_core"):
         assert _positive(inp[key]), key
     assert _positive(report["projection"]["paper_implied_utilization"])
+    assert [(p["name"], p["status"]) for p in report["phases"]] == [
+        ("flops", "ok"), ("matmul bfloat16", "ok"), ("byol mixed_bfloat16", "ok"),
+        ("supervised mixed_bfloat16", "ok"), ("input pipeline", "ok")]
     text = bench_table.format_report(report)
     for heading in ("FLOPs per image", "Peak matmul", "Training step", "Input pipeline", "Projected"):
         assert heading in text
+    assert "did not finish" not in text
 
 
 def test_isolated_phase_reports_its_own_memory():
@@ -120,3 +132,178 @@ def test_supervised_model_keras_resnet50_builds():
     config.data.image_size = 32
     model = bench_step.supervised_model(config, num_classes=10, keras_resnet50=True)
     assert bench_flops.supervised_flops(model)["step_per_image"] > 0
+
+
+# Excerpts of real /proc/cpuinfo flag lines.
+ZEN4_FLAGS = "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16\n"
+SAPPHIRE_RAPIDS_FLAGS = "flags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n"
+AVX2_FLAGS = "flags\t\t: fpu sse sse2 avx avx2 fma\n"
+
+
+@pytest.mark.parametrize("flags, on_tpu, expected", [
+    (ZEN4_FLAGS, False, ("float32", "mixed_bfloat16")),
+    (SAPPHIRE_RAPIDS_FLAGS, False, ("float32", "mixed_bfloat16")),
+    (AVX2_FLAGS, False, ("float32",)),  # emulated bf16: only on request
+    (AVX2_FLAGS, True, ("float32", "mixed_bfloat16")),
+])
+def test_default_precisions_are_the_native_ones(tmp_path, flags, on_tpu, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(flags)
+    assert benchmark.default_precisions(on_tpu=on_tpu, cpuinfo_path=str(cpuinfo)) == expected
+    assert benchmark.select_precisions(["auto"], on_tpu=on_tpu, cpuinfo_path=str(cpuinfo)) == expected
+
+
+def test_bfloat16_on_request_without_native_support(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(AVX2_FLAGS)
+    path = str(cpuinfo)
+    assert benchmark.select_precisions(["float32", "mixed_bfloat16"], cpuinfo_path=path) == (
+        "float32", "mixed_bfloat16")
+    assert benchmark.select_precisions(["mixed_bfloat16"], cpuinfo_path=path) == ("mixed_bfloat16",)
+    assert benchmark.select_precisions(["auto", "mixed_bfloat16", "float32"], cpuinfo_path=path) == (
+        "float32", "mixed_bfloat16")
+    for bad in (["float16"], ["auto", "bf16"], []):
+        with pytest.raises(ValueError):
+            benchmark.select_precisions(bad, cpuinfo_path=path)
+
+
+def test_run_benchmark_defaults_to_this_machines_native_precisions():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        flags = set()
+    native = bool({"amx_bf16", "avx512_bf16"} & flags)
+    report = benchmark.run_benchmark(_tiny_config(), phases=(), print_fn=lambda *_: None)
+    assert report["settings"]["precisions"] == (["float32", "mixed_bfloat16"] if native else ["float32"])
+    assert report["host"]["native_bfloat16"] is native
+
+
+def _benchmark_command(tmp_path, *flags):
+    return [sys.executable, "-u", os.path.join(REPO, "tools", "benchmark.py"),
+            "--config=" + os.path.join(REPO, "configs", "quickstart.py"), "--batch=2", "--steps=1",
+            "--repeats=1", "--warmup_steps=1", "--precisions=float32", "--output=" + str(tmp_path / "report.json"),
+            *flags]
+
+
+def _cells(text, row):
+    """The cells of the table row starting with `row` (split on runs of 2+ spaces)."""
+    line = next(line for line in text.splitlines() if line.strip().startswith(row))
+    return [c for c in line.strip()[len(row):].split("  ") if c.strip()]
+
+
+def test_phases_past_a_tiny_timeout_are_cut_off_and_the_table_printed(tmp_path):
+    # Real phases; no process even starts Python in 10 ms, so every phase is cut off.
+    run = subprocess.run(_benchmark_command(tmp_path, "--phases=matmul,byol,supervised", "--phase_timeout=0.01"),
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout
+    assert "Peak matmul" in text and "float32 cut off after 0.01 s" in text
+    assert [c.strip() for c in _cells(text, "BYOL images/s")] == ["cut off after 0.01 s"]
+    assert [c.strip() for c in _cells(text, "supervised fit images/s")] == ["cut off after 0.01 s"]
+    assert "Phases that did not finish" in text
+    for name in ("matmul float32", "byol float32", "supervised float32"):
+        assert f"  {name}: cut off after 0.01 s" in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(p["name"], p["status"]) for p in report["phases"]] == [
+        ("matmul float32", "cut_off"), ("byol float32", "cut_off"), ("supervised float32", "cut_off")]
+    assert report["precisions"]["float32"]["byol"]["timeout_seconds"] == 0.01
+    assert report["settings"]["phase_timeout"] == 0.01
+
+
+def test_sigterm_stops_the_running_phase_and_prints_what_finished(tmp_path):
+    process = subprocess.Popen(
+        _benchmark_command(tmp_path, "--phases=matmul,byol,supervised", "--matmul_size=64", "--phase_timeout=0"),
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[benchmark] byol float32 ..."):  # the matmul phase has finished
+                process.send_signal(signal.SIGTERM)
+                break
+        rest, _ = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = "".join(lines) + rest
+    assert process.returncode == 0, text
+    assert "[benchmark] matmul float32: done in" in text
+    assert "Peak matmul (64x64 @ 64x64, tf.function, median): float32 " in text
+    assert "GFLOP/s" in text  # the finished phase's figure is shown
+    assert [c.strip() for c in _cells(text, "BYOL images/s")] == ["interrupted"]
+    assert [c.strip() for c in _cells(text, "supervised fit images/s")] == ["not run"]
+    assert "  byol float32: interrupted after" in text
+    assert "  supervised float32: not run (the benchmark was interrupted)" in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [p["status"] for p in report["phases"]] == ["ok", "interrupted", "skipped"]
+    assert _positive(report["peak_matmul"]["float32"]["flops_per_sec"])
+
+
+STUB_PHASES = textwrap.dedent("""
+    import os
+
+    import bench_isolate
+
+
+    def fails_after_progress():
+        bench_isolate.report_progress(stage="timed repeats", compile_seconds=12.0)
+        bench_isolate.report_progress(repeats_done=1, repeats=3, repeat_seconds=[32.0], images_per_repeat=8)
+        raise ValueError("boom")
+
+
+    def dies():
+        bench_isolate.report_progress(stage="warm-up")
+        os._exit(3)
+""")
+
+
+@pytest.fixture
+def stub_phases(tmp_path, monkeypatch):
+    """A module of stub phases, light to import in a spawned child (it inherits `sys.path`)."""
+    (tmp_path / "stub_phases.py").write_text(STUB_PHASES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import stub_phases  # pylint: disable=g-import-not-at-top
+
+    return stub_phases
+
+
+def test_failing_and_dying_phases_are_reported_with_their_progress(stub_phases):
+    failed = bench_isolate.attempt_phase(stub_phases.fails_after_progress)
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: boom"
+    assert "raise ValueError" in failed["traceback"]
+    assert failed["progress"] == {"stage": "timed repeats", "compile_seconds": 12.0, "repeats_done": 1,
+                                  "repeats": 3, "repeat_seconds": [32.0], "images_per_repeat": 8}
+    died = bench_isolate.attempt_phase(stub_phases.dies)
+    assert died["status"] == "failed" and "exit code 3" in died["error"]
+    assert died["progress"] == {"stage": "warm-up"}
+    with pytest.raises(bench_isolate.PhaseFailed, match="boom"):
+        bench_isolate.run_phase(stub_phases.fails_after_progress)
+
+
+def test_summary_of_a_phase_cut_off_during_the_repeats():
+    result = {"status": "cut_off", "timeout_seconds": 600.0, "wall_seconds": 600.2,
+              "progress": {"stage": "timed repeats", "compile_seconds": 412.0, "repeats_done": 1, "repeats": 3,
+                           "repeat_seconds": [32.0], "images_per_repeat": 8}}
+    assert bench_table.phase_summary(result) == (
+        "cut off after 600 s (stage: timed repeats; warm-up took 412 s; "
+        "1 of 3 timed repeats done, median 0.25 images/s)")  # 8 images in 32 s
+    result["progress"] = {}
+    assert bench_table.phase_summary(result) == "cut off after 600 s (stage: process start-up (imports))"
+
+
+def test_a_failing_phase_leaves_the_others_and_the_table(monkeypatch):
+    def broken_step(*args, **kwargs):
+        raise RuntimeError("no step today")
+
+    monkeypatch.setattr(bench_step, "byol_step", broken_step)
+    report = benchmark.run_benchmark(
+        _tiny_config(), precisions=("float32",), steps=1, warmup_steps=1, repeats=1, isolate=False,
+        matmul_size=32, phases=("matmul", "byol"), print_fn=lambda *_: None)
+    json.dumps(report)
+    assert [(p["name"], p["status"]) for p in report["phases"]] == [("matmul float32", "ok"),
+                                                                    ("byol float32", "failed")]
+    assert _positive(report["peak_matmul"]["float32"]["flops_per_sec"])
+    text = bench_table.format_report(report)
+    assert [c.strip() for c in _cells(text, "BYOL images/s")] == ["failed"]
+    assert "  byol float32: failed: RuntimeError: no step today" in text

@@ -66,14 +66,3 @@ def test_bad_view_config_is_reported_with_its_path():
     with pytest.raises(defaults.ConfigError, match="augment.view2"):
         defaults.validate(config)
 
-
-def test_auto_precision(tmp_path):
-    bf16 = tmp_path / "bf16"
-    bf16.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
-    plain = tmp_path / "plain"
-    plain.write_text("flags\t\t: fpu sse avx2\n")
-    assert defaults.cpu_has_native_bfloat16(str(bf16))
-    assert not defaults.cpu_has_native_bfloat16(str(plain))
-    assert not defaults.cpu_has_native_bfloat16(str(tmp_path / "missing"))
-    assert defaults.resolve_precision("float32") == "float32"
-    assert defaults.resolve_precision("auto", on_tpu=True) == "mixed_bfloat16"

@@ -1,7 +1,6 @@
 """The per-replica BYOL step: which step index drives tau, and the metric helpers."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from byol_tf import ema
@@ -25,16 +24,15 @@ def _batch(batch_size=4, seed=0):
             "label": tf.constant(rng.integers(0, 3, size=batch_size), tf.int32)}
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_update_k_uses_tau_k_the_step_index_of_its_learning_rate(jit_compile):
+def test_update_k_uses_tau_k_the_step_index_of_its_learning_rate():
+    # (Under jit_compile=True the same is checked by test_reference_update.py.)
     model = _tiny_model()
     optimizer = lars.LARS(learning_rate=0.1)
     optimizer.build(model.online_variables)
     updater = ema.MovingAverageTarget(base_decay=0.5, total_steps=4)
     updater.set_model(model)
     step_fn = tf.function(step_lib.make_step_fn(
-        model, optimizer, updater, device.default_view_configs(), seed=0, global_batch_size=4),
-        jit_compile=jit_compile)
+        model, optimizer, updater, device.default_view_configs(), seed=0, global_batch_size=4))
     for k in range(3):
         online, target = zip(*model.target_pairs())
         before = [t.numpy() for t in target]

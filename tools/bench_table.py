@@ -1,6 +1,9 @@
 """Formats a benchmark report (the dict of `benchmark.run_benchmark`) as readable text."""
 
 import math
+import statistics
+
+import bench_isolate
 
 MIB = 2**20
 
@@ -17,6 +20,46 @@ def _rows(rows, widths):
         cells = [str(c) for c in row]
         lines.append("  " + cells[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:])))
     return lines
+
+
+def _seconds(value):
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
+
+
+def status_cell(result):
+    """A short table cell for a phase that did not finish, e.g. `"cut off after 600 s"`."""
+    status = result.get("status")
+    if status == "cut_off":
+        return f"cut off after {_seconds(result['timeout_seconds'])}"
+    return {"failed": "failed", "interrupted": "interrupted", "skipped": "not run"}.get(status, "-")
+
+
+def phase_summary(result):
+    """One line on how a phase ended: its wall time, or why it did not finish and how far it got."""
+    status = result.get("status", "ok")
+    if status == "ok":
+        return f"done in {_seconds(result.get('wall_seconds', 0.0))}"
+    if status == "skipped":
+        return "not run (the benchmark was interrupted)"
+    text = status_cell(result)
+    if status == "failed":
+        text += f": {result.get('error', 'unknown error')}"
+    if status == "interrupted":
+        text += f" after {_seconds(result.get('wall_seconds', 0.0))}"
+    progress = result.get("progress")
+    if progress is None:  # a phase run in this process reports no progress
+        return text
+    parts = [f"stage: {progress.get('stage', 'process start-up (imports)')}"]
+    if "compile_seconds" in progress:
+        parts.append(f"warm-up took {_seconds(progress['compile_seconds'])}")
+    if "repeats" in progress:
+        done = progress.get("repeat_seconds") or []
+        rate = ""
+        if done:
+            rate = f", median {_num(statistics.median(progress['images_per_repeat'] / s for s in done), digits=2)}"
+            rate += " images/s"
+        parts.append(f"{len(done)} of {progress['repeats']} timed repeats done{rate}")
+    return f"{text} ({'; '.join(parts)})"
 
 
 def _memory(result):
@@ -49,16 +92,23 @@ def _flops_lines(flops):
     return lines
 
 
+def _rate_cell(result):
+    if not result:
+        return "-"
+    return _num(result["images_per_sec"], digits=2) if bench_isolate.finished(result) else status_cell(result)
+
+
 def _step_lines(report):
     precisions = list(report["precisions"])
     lines = ["Training step (synthetic views in memory; medians of the repeats)"]
     rows = [["", *precisions]]
     for name, label in (("byol", "BYOL"), ("supervised", "supervised fit"), ("keras_resnet50", "keras ResNet50 fit")):
-        entries = [report["precisions"][p].get(name) for p in precisions]
-        if not any(entries):
+        results = [report["precisions"][p].get(name) for p in precisions]
+        if not any(results):
             continue
+        rows.append([f"{label} images/s", *[_rate_cell(r) for r in results]])
+        entries = [r if bench_isolate.finished(r) else None for r in results]  # other rows: finished only
         for key, text, fmt in (
-                ("images_per_sec", "images/s", lambda v: _num(v, digits=2)),
                 ("seconds_per_step", "s/step", lambda v: _num(v, digits=3)),
                 ("achieved_flops_per_sec", "achieved GFLOP/s", lambda v: _num(v, 1e9)),
                 ("utilization", "utilization of peak", lambda v: _num(v, 0.01, suffix="%")),
@@ -121,6 +171,12 @@ def _projection_lines(report):
     return lines
 
 
+def _bfloat16_note(host):
+    if "native_bfloat16" not in host:
+        return ""
+    return ", native bfloat16" if host["native_bfloat16"] else ", no native bfloat16 (emulated: slow)"
+
+
 def format_report(report):
     """Returns the report as a multi-line table."""
     s, host = report["settings"], report["host"]
@@ -130,24 +186,33 @@ def format_report(report):
         f"BYOL benchmark: ResNet-{m['depth']} x{m['width_multiplier']} ({m['stem']} stem, {m['norm']} norm), "
         f"batch {s['batch']}, {s['image_size']} px, XLA {'on' if s['jit_compile'] else 'off'}, "
         f"{s['steps']} steps x {s['repeats']} repeats after {s['warmup_steps']} warm-up steps",
-        f"Host: {host['cpu']}, {host['cores']} cores, TF {host['tensorflow']}, Keras {host['keras']}, "
+        f"Host: {host['cpu']}, {host['cores']} cores{_bfloat16_note(host)}, TF {host['tensorflow']}, "
+        f"Keras {host['keras']}, "
         f"1-min load {load:.1f} at start{' (busy machine: figures are noisy)' if load > 0.5 * host['cores'] else ''}",
     ]
     if "command" in s:
         lines.append(f"Command: {s['command']}")
+    finished = bench_isolate.finished
     if "flops" in report:
-        lines += [""] + _flops_lines(report["flops"])
+        flops = report["flops"]
+        lines += [""] + (_flops_lines(flops) if finished(flops) else [f"FLOPs per image: {status_cell(flops)}"])
     if "peak_matmul" in report:
-        peaks = ", ".join(f"{d} {_num(r['flops_per_sec'], 1e9)} GFLOP/s ({_num(r.get('cores_used'), digits=2)} cores)"
-                          for d, r in report["peak_matmul"].items())
-        n = next(iter(report["peak_matmul"].values()))["n"]
+        peaks = ", ".join(
+            f"{d} {_num(r['flops_per_sec'], 1e9)} GFLOP/s ({_num(r.get('cores_used'), digits=2)} cores)"
+            if finished(r) else f"{d} {status_cell(r)}" for d, r in report["peak_matmul"].items())
+        n = s.get("matmul_size") or next((r["n"] for r in report["peak_matmul"].values() if finished(r)), "?")
         lines += ["", f"Peak matmul ({n}x{n} @ {n}x{n}, tf.function, median): {peaks}"]
     if any(report["precisions"].values()):
         lines += [""] + _step_lines(report)
     if "input" in report:
-        lines += [""] + _input_lines(report["input"])
+        inp = report["input"]
+        lines += [""] + (_input_lines(inp) if finished(inp) else [f"Input pipeline: {status_cell(inp)}"])
     if "projection" in report:
         lines += [""] + _projection_lines(report)
+    unfinished = [p for p in report.get("phases", []) if p["status"] != "ok"]
+    if unfinished:
+        lines += ["", "Phases that did not finish (the figures above come from the phases that did):"]
+        lines += [f"  {p['name']}: {p['summary']}" for p in unfinished]
     if "wall_seconds" in report:
         lines += ["", f"Total wall time {report['wall_seconds']:.0f} s."]
     return "\n".join(lines)

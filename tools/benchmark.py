@@ -13,12 +13,20 @@ Reports, for each precision:
 then the input pipeline (two augmented views per JPEG vs decode only, per
 host core) and the projected BYOL throughput per TPU v3 core / v4 chip.
 
+By default the precisions this machine runs natively are timed (the
+`precision=auto` rule): float32, plus mixed_bfloat16 on CPUs with AMX-BF16 or
+AVX512-BF16. Elsewhere bfloat16 is emulated, many times slower, and timed only
+on request (`--precisions=float32,mixed_bfloat16`). Each phase runs in a fresh
+process and is stopped after `--phase_timeout` seconds; the table and the
+JSON report show what finished, and which phases were cut off or failed.
+
 Usage (from the repository root):
 
     python tools/benchmark.py                                # CIFAR-10 R18, batch 64
     python tools/benchmark.py --config=configs/quickstart.py --batch=32 --steps=5
     python tools/benchmark.py --config=configs/imagenet_resnet50.py --batch=8 \
         --steps=3 --output=bench_r50.json
+    python tools/benchmark.py --precisions=float32,mixed_bfloat16 --phase_timeout=1800
 
 Any config value can be overridden with `--config.section.key=value`.
 """
@@ -40,8 +48,10 @@ import bench_input  # noqa: E402
 import bench_isolate  # noqa: E402
 import bench_step  # noqa: E402
 import bench_table  # noqa: E402
+from byol_tf.training import precision as precision_lib  # noqa: E402
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16")  # what the benchmark can time
+DEFAULT_PHASE_TIMEOUT = 600.0  # seconds; every documented phase takes < 3 min on 2 cores
 PHASES = ("flops", "matmul", "byol", "supervised", "keras_resnet50", "input")
 MATMUL_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
 TARGET_FACTOR = 1.15
@@ -59,7 +69,54 @@ def _host_info():
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "cores": bench_input.host_cores(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "load_average_start": os.getloadavg()}
+            "keras": keras.__version__, "native_bfloat16": precision_lib.cpu_has_native_bfloat16(),
+            "load_average_start": os.getloadavg()}
+
+
+def default_precisions(on_tpu=False, cpuinfo_path=precision_lib.CPUINFO):
+    """The precisions timed by default: float32, plus mixed_bfloat16 where it is native.
+
+    The `precision="auto"` rule (`byol_tf.training.precision`): bfloat16 only
+    on TPUs and on CPUs with AMX-BF16 / AVX512-BF16; other CPUs emulate it,
+    so slowly that a bf16 phase can take many times as long as float32.
+
+    Args:
+        on_tpu: whether the steps run on a TPU. Defaults to `False`.
+        cpuinfo_path: CPU description read for the flags. Defaults to
+            `"/proc/cpuinfo"`.
+
+    Returns:
+        `("float32",)` or `("float32", "mixed_bfloat16")`.
+    """
+    auto = precision_lib.resolve_precision("auto", on_tpu=on_tpu, cpuinfo_path=cpuinfo_path)
+    return ("float32",) if auto == "float32" else ("float32", auto)
+
+
+def select_precisions(requested, on_tpu=False, cpuinfo_path=precision_lib.CPUINFO):
+    """The precisions to time for `--precisions`: `["auto"]` or names among `PRECISIONS`.
+
+    Args:
+        requested: list of names; `"auto"` stands for `default_precisions()`.
+        on_tpu: see `default_precisions`. Defaults to `False`.
+        cpuinfo_path: see `default_precisions`. Defaults to `"/proc/cpuinfo"`.
+
+    Returns:
+        A tuple of distinct names from `PRECISIONS`, in the order given.
+
+    Raises:
+        ValueError: an unknown name, or none at all.
+    """
+    chosen = []
+    for name in requested:
+        names = default_precisions(on_tpu, cpuinfo_path) if name == "auto" else (name,)
+        for n in names:
+            if n not in PRECISIONS:
+                raise ValueError(f"unknown precision {n!r}; use auto or some of {','.join(PRECISIONS)}")
+            if n not in chosen:
+                chosen.append(n)
+    if not chosen:
+        raise ValueError(f"no precision given; use auto or some of {','.join(PRECISIONS)}")
+    return tuple(chosen)
 
 
 def _input_dir(config, input_dir):
@@ -74,10 +131,42 @@ def _input_dir(config, input_dir):
     return bench_input.make_jpeg_folder(sources.sample_dir(), target)
 
 
-def run_benchmark(config, *, precisions=PRECISIONS, steps=5, warmup_steps=2, repeats=3,
-                  jit_compile=False, phases=PHASES, isolate=True, input_dir=None,
-                  input_images=2048, matmul_size=4096, print_fn=print):
-    """Runs the benchmark phases for `config` (batch, image size already set) into a report dict."""
+def run_benchmark(config, *, precisions=None, steps=5, warmup_steps=2, repeats=3,
+                  jit_compile=False, phases=PHASES, isolate=True, phase_timeout=DEFAULT_PHASE_TIMEOUT,
+                  input_dir=None, input_images=2048, matmul_size=4096, print_fn=print):
+    """Runs the benchmark phases for `config` (batch, image size already set) into a report dict.
+
+    A phase that fails, or runs out of time, is recorded with its status
+    (`"cut_off"`, `"failed"`; `"interrupted"` on Ctrl-C / SIGTERM, after which
+    the remaining phases are `"skipped"`) and the others still run: the
+    report always holds what finished. `report["phases"]` lists every phase
+    with its status and wall time.
+
+    Args:
+        config: experiment config (`training.batch_size`, `data.image_size` set).
+        precisions: names among `PRECISIONS`. Defaults to `default_precisions()`.
+        steps: timed steps per repeat. Defaults to 5.
+        warmup_steps: untimed steps first (tracing, compilation). Defaults to 2.
+        repeats: timed repeats; rates are medians. Defaults to 3.
+        jit_compile: XLA-compile the steps. Defaults to `False`.
+        phases: names among `PHASES`. Defaults to all.
+        isolate: each phase in a fresh process (per-phase peak memory, and the
+            time limit applies). Defaults to `True`.
+        phase_timeout: seconds after which an isolated phase is stopped and
+            reported as cut off; `None` or 0: no limit. Defaults to
+            `DEFAULT_PHASE_TIMEOUT` (600).
+        input_dir: JPEG folder for the input phase. Defaults to the bundled
+            sample (or 400x300 copies of it above 64 px).
+        input_images: images per timed input-pipeline repeat. Defaults to 2048.
+        matmul_size: side of the peak-FLOP/s matmul. Defaults to 4096.
+        print_fn: progress line printer. Defaults to `print`.
+
+    Returns:
+        The report dict (plain Python values; `bench_table.format_report`
+        prints it).
+    """
+    precisions = default_precisions() if precisions is None else tuple(precisions)
+    timeout = phase_timeout or None
     batch = int(config.training.batch_size)
     num_classes = NUM_CLASSES.get(config.data.name, 10)
     resnet50 = "keras_resnet50" in phases and int(config.model.depth) == 50
@@ -88,18 +177,33 @@ def run_benchmark(config, *, precisions=PRECISIONS, steps=5, warmup_steps=2, rep
         "settings": {"batch": batch, "image_size": int(config.data.image_size), "steps": steps,
                      "warmup_steps": warmup_steps, "repeats": repeats, "jit_compile": jit_compile,
                      "precisions": list(precisions), "isolated_processes": isolate,
+                     "phase_timeout": timeout if isolate else None,
+                     "matmul_size": matmul_size,
                      "model": {k: config.model[k] for k in ("depth", "width_multiplier", "stem", "norm",
                                                             "projector_hidden_dim", "projection_dim",
                                                             "predictor_hidden_dim")}},
         "precisions": {},
+        "phases": [],
     }
+    if timeout and not isolate:
+        print_fn("[benchmark] --noisolate: phases run in this process and have no time limit")
+    interrupted = False
 
     def phase(name, fn, *args, **kwargs):
-        print_fn(f"[benchmark] {name} ...")
+        nonlocal interrupted
         start = time.perf_counter()
-        result = bench_isolate.run_phase(fn, *args, isolate=isolate, **kwargs)
+        if interrupted or bench_isolate.stop_requested():
+            result = {"status": "skipped"}
+        else:
+            print_fn(f"[benchmark] {name} ...")
+            result = bench_isolate.attempt_phase(fn, *args, isolate=isolate, timeout=timeout, **kwargs)
+            interrupted = result["status"] == "interrupted"
         result["wall_seconds"] = time.perf_counter() - start
-        print_fn(f"[benchmark] {name} done in {result['wall_seconds']:.0f} s")
+        summary = bench_table.phase_summary(result)
+        report["phases"].append({"name": name, "status": result["status"],
+                                 "wall_seconds": result["wall_seconds"], "summary": summary})
+        if result["status"] != "skipped":
+            print_fn(f"[benchmark] {name}: {summary}")
         return result
 
     if "flops" in phases:
@@ -119,7 +223,7 @@ def run_benchmark(config, *, precisions=PRECISIONS, steps=5, warmup_steps=2, rep
             entry["keras_resnet50"] = phase(f"keras ResNet50 {precision}", bench_step.supervised_step,
                                             config, precision, keras_resnet50=True, **timing)
     if "input" in phases:
-        data_dir = _input_dir(config, input_dir)
+        data_dir = None if bench_isolate.stop_requested() else _input_dir(config, input_dir)  # else skipped
         report["input"] = phase("input pipeline", bench_input.input_pipeline, config, data_dir, batch,
                                 num_images=input_images, repeats=repeats)
     _derive(report)
@@ -128,17 +232,18 @@ def run_benchmark(config, *, precisions=PRECISIONS, steps=5, warmup_steps=2, rep
 
 
 def _derive(report):
-    """Adds achieved FLOP/s, utilization, ratios, verdicts and projections."""
-    flops, peaks = report.get("flops"), report.get("peak_matmul", {})
+    """Adds achieved FLOP/s, utilization, ratios, verdicts and projections (finished phases only)."""
+    flops = report.get("flops") if bench_isolate.finished(report.get("flops")) else None
+    peaks = {d: r for d, r in report.get("peak_matmul", {}).items() if bench_isolate.finished(r)}
     target = TARGET_FACTOR * bench_flops.NOMINAL_RATIO
     for precision, entry in report["precisions"].items():
         peak = peaks.get(MATMUL_DTYPE[precision], {}).get("flops_per_sec")
         for name, key in (("byol", "byol"), ("supervised", "supervised"), ("keras_resnet50", "keras_resnet50")):
-            if name in entry and flops and key in flops:
+            if bench_isolate.finished(entry.get(name)) and flops and key in flops:
                 achieved = entry[name]["images_per_sec"] * flops[key]["step_per_image"]
                 entry[name]["achieved_flops_per_sec"] = achieved
                 entry[name]["utilization"] = achieved / peak if peak else None
-        if "byol" in entry and "supervised" in entry:
+        if bench_isolate.finished(entry.get("byol")) and bench_isolate.finished(entry.get("supervised")):
             ratio = entry["byol"]["seconds_per_step"] / entry["supervised"]["seconds_per_step"]
             entry["comparison"] = {
                 "time_ratio": ratio,
@@ -169,14 +274,20 @@ def _define_flags():
     _CONFIG = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_resnet18.py"),
                                      "Experiment config file (configs/*.py[:arg]).")
     flags.DEFINE_integer("batch", 64, "Global batch size (images per view per step).")
-    flags.DEFINE_enum("precision", "both", ["float32", "mixed_bfloat16", "both"], "Precision policy.")
+    flags.DEFINE_list("precisions", ["auto"],
+                      f"Precisions to time, among {','.join(PRECISIONS)}; auto = float32, plus "
+                      "mixed_bfloat16 where the hardware computes bfloat16 natively (AMX-BF16 / "
+                      "AVX512-BF16 CPUs). Other CPUs emulate bfloat16 (slow): ask for it explicitly.")
     flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
     flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, compilation).")
     flags.DEFINE_integer("repeats", 3, "Timed repeats; rates are medians.")
     flags.DEFINE_integer("image_size", None, "Override of config.data.image_size.")
     flags.DEFINE_bool("jit", False, "XLA-compile the steps (jit_compile=True).")
     flags.DEFINE_list("phases", list(PHASES), f"Phases to run, among {','.join(PHASES)}.")
-    flags.DEFINE_bool("isolate", True, "Run each phase in a fresh process (per-phase peak RSS).")
+    flags.DEFINE_bool("isolate", True, "Run each phase in a fresh process (per-phase peak RSS, time limit).")
+    flags.DEFINE_float("phase_timeout", DEFAULT_PHASE_TIMEOUT,
+                       "Seconds after which a phase is stopped and reported as cut off (0: no limit). "
+                       "Needs --isolate.")
     flags.DEFINE_string("input_dir", None, "JPEG folder root (train/<class>/*.jpg) for the input "
                         "phase. Default: bundled 32-px sample, or 400x300 copies of it above 64 px.")
     flags.DEFINE_integer("input_images", 2048, "Images per timed input-pipeline repeat.")
@@ -196,12 +307,19 @@ def main(argv):
     config.training.batch_size = f.batch
     if f.image_size:
         config.data.image_size = f.image_size
-    precisions = PRECISIONS if f.precision == "both" else (f.precision,)
+    try:
+        precisions = select_precisions(f.precisions)
+    except ValueError as e:
+        raise app.UsageError(f"--precisions={','.join(f.precisions)}: {e}") from None
+    if f.phase_timeout < 0:
+        raise app.UsageError(f"--phase_timeout={f.phase_timeout:g}: use seconds > 0, or 0 for no limit.")
+    bench_isolate.stop_on_signals()  # SIGTERM / Ctrl-C: stop the phase, print what finished
     start = time.perf_counter()
     report = run_benchmark(
         config, precisions=precisions, steps=f.steps, warmup_steps=f.warmup_steps,
         repeats=f.repeats, jit_compile=f.jit, phases=tuple(f.phases), isolate=f.isolate,
-        input_dir=f.input_dir, input_images=f.input_images, matmul_size=f.matmul_size)
+        phase_timeout=f.phase_timeout, input_dir=f.input_dir, input_images=f.input_images,
+        matmul_size=f.matmul_size)
     report["settings"]["command"] = " ".join(sys.argv)
     report["wall_seconds"] = time.perf_counter() - start
     print(bench_table.format_report(report))

@@ -25,7 +25,6 @@ resumes when the same command is run again after an interruption:
 Any config value can be overridden with `--config.section.key=value`.
 """
 
-import contextlib
 import json
 import math
 import os
@@ -56,19 +55,6 @@ def _read_json(path):
         return json.load(f)
 
 
-@contextlib.contextmanager
-def _precision(config):
-    import keras
-    from byol_tf import defaults
-
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(defaults.resolve_precision(config.training.precision))
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def steps_for_budget(minutes, compile_seconds, seconds_per_step, safety=SAFETY):
     """Steps that fit in `minutes` after `compile_seconds`, at `seconds_per_step`."""
     usable = minutes * 60.0 - compile_seconds
@@ -83,11 +69,11 @@ def calibrate(config, minutes, num_examples, supervised_min_area=0.2, steps=20, 
     """
     import keras
     import tensorflow as tf
-    from byol_tf import defaults
     from byol_tf.data import pipeline
+    from byol_tf.training import precision as precision_lib
     import bench_step
 
-    precision = defaults.resolve_precision(config.training.precision)
+    precision = precision_lib.resolve_precision(config.training.precision)
     batch = int(config.training.batch_size)
     print_fn(f"Calibrating the BYOL and supervised steps on the data (batch {batch}, {precision}) ...")
     byol_batches = iter(pipeline.pretrain_dataset(config, batch, seed=config.seed + 7))
@@ -139,8 +125,9 @@ def pretrain_byol(config, workdir, steps, print_fn=print):
 def fresh_encoder(config, num_classes):
     """A fresh encoder of the config's architecture (as BYOL's online encoder)."""
     from byol_tf.training import builders
+    from byol_tf.training import precision as precision_lib
 
-    with _precision(config):
+    with precision_lib.dtype_policy(config.training.precision):
         return builders.build_model(config, num_classes, sync_batch_norm=False).online_encoder
 
 
@@ -154,6 +141,7 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     import keras
     from byol_tf.evaluation import classifier
     from byol_tf.evaluation import inputs
+    from byol_tf.training import precision as precision_lib
 
     d, batch = config.data, int(config.training.batch_size)
     weights = os.path.join(workdir, "encoder.weights.h5")
@@ -167,7 +155,7 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     steps_per_epoch = math.ceil(num_examples / batch)
     epochs = max(1, round(steps / steps_per_epoch))
     batches = supervised_batches(config, min_area)
-    with _precision(config):
+    with precision_lib.dtype_policy(config.training.precision):
         model = classifier.build_classifier(encoder, num_classes, train_encoder=True)
     optimizer = classifier.sgd(learning_rate, batch, epochs * steps_per_epoch, weight_decay=weight_decay)
     classifier.compile_classifier(model, optimizer, num_classes)

@@ -11,6 +11,7 @@ from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
+from byol_tf.training import precision
 from byol_tf.training import progress
 from byol_tf.training import step as step_lib
 
@@ -83,22 +84,16 @@ def train(config, workdir, strategy=None, print_fn=None):
     checkpointing.write_config(config, workdir)
     keras.utils.set_random_seed(config.seed)
 
-    previous_policy = keras.mixed_precision.global_policy()
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-    precision = defaults.resolve_precision(config.training.precision, on_tpu)
-    logging.info("Precision policy: %s", precision)
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        with strategy.scope():
-            model = builders.build_model(
-                config, info.num_classes, sync_batch_norm=config.model.sync_batch_norm and replicas > 1
-            )
-            optimizer = builders.build_optimizer(config, run_plan)
-            optimizer.build(model.online_variables)
-            target_updater = builders.build_target_updater(config, run_plan)
-            target_updater.set_model(model)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+    with precision.dtype_policy(config.training.precision, on_tpu) as policy, strategy.scope():
+        logging.info("Precision policy: %s", policy)
+        model = builders.build_model(
+            config, info.num_classes, sync_batch_norm=config.model.sync_batch_norm and replicas > 1
+        )
+        optimizer = builders.build_optimizer(config, run_plan)
+        optimizer.build(model.online_variables)
+        target_updater = builders.build_target_updater(config, run_plan)
+        target_updater.set_model(model)
 
     checkpointer = checkpointing.Checkpointer(
         workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints
