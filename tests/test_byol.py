@@ -1,8 +1,15 @@
+import re
+
 import keras
+import ml_collections
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from byol_tf.models import byol
+from byol_tf.models import resnet
+from byol_tf.training import builders
+from conftest import tiny_config
 
 TINY = dict(depth=18, width_multiplier=0.25, stem="small")
 
@@ -95,3 +102,94 @@ def test_heads_and_probe_start_as_the_reference():
         kernels.append(k)
     assert not any(np.array_equal(a, b) for i, a in enumerate(kernels) for b in kernels[i + 1:]
                    if a.shape == b.shape)
+
+
+def test_encoders_are_resnets_described_by_the_encoder_config():
+    model = _model(encoder=dict(TINY, shortcut="when_needed", bn_momentum=0.99))
+    for encoder, name in ((model.online_encoder, "online_encoder"), (model.target_encoder, "target_encoder")):
+        assert type(encoder) is resnet.ResNet
+        config = encoder.get_config()
+        assert config["name"] == name and config["input_shape"] == (32, 32, 3)
+        assert {k: config[k] for k in ("depth", "width_multiplier", "stem", "shortcut", "bn_momentum")} == dict(
+            depth=18, width_multiplier=0.25, stem="small", shortcut="when_needed", bn_momentum=0.99)
+    online, target = model.online_encoder.get_config(), model.target_encoder.get_config()
+    assert dict(online, name=None) == dict(target, name=None)
+
+
+def test_build_model_reads_old_run_configs_with_their_shortcuts():
+    """config.json files written before `model.shortcut` existed trained torchvision's shortcuts."""
+    config = tiny_config()
+    assert config.model.shortcut == "every_stage"
+    old = ml_collections.ConfigDict(config.to_dict())
+    del old.model["shortcut"]
+    assert builders.build_model(config, None).online_encoder.shortcut == "every_stage"
+    model = builders.build_model(old, None)
+    assert model.online_encoder.shortcut == model.target_encoder.shortcut == "when_needed"
+    assert "stage2_block1_shortcut_conv" not in [layer.name for layer in model.online_encoder.layers]
+
+
+class _PlainEncoderBYOL(byol.BYOL):
+    """BYOL as before `ResNet`: its encoders plain functional models of the same layers."""
+
+    def _encoder(self, input_shape, name):
+        encoder = super()._encoder(input_shape, name)
+        return keras.Model(encoder.input, encoder.output, name=name)
+
+
+def test_checkpoint_written_before_the_encoder_class_restores(tmp_path):
+    args = dict(encoder=TINY, image_size=32, projector_hidden_dim=32, projection_dim=16,
+                predictor_hidden_dim=32, num_classes=10)
+    keras.utils.set_random_seed(4)
+    old = _PlainEncoderBYOL(**args)
+    assert type(old.online_encoder) is not resnet.ResNet
+    images = np.random.default_rng(3).uniform(size=(4, 32, 32, 3)).astype("float32")
+    old.online(images, training=True)  # moves the BN statistics away from their init
+    old.target(images, training=True)
+    path = tf.train.Checkpoint(model=old).save(str(tmp_path / "ckpt"))
+
+    keras.utils.set_random_seed(5)
+    new = _model()
+    assert type(new.online_encoder) is resnet.ResNet
+    status = tf.train.Checkpoint(model=new).restore(path)
+    status.assert_consumed()  # every saved value used, every variable of `new` restored
+    assert len(old.weights) == len(new.weights)
+    for a, b in zip(old.weights, new.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    np.testing.assert_array_equal(np.asarray(new(images)), np.asarray(old(images)))
+
+
+# Encoder variables in a checkpoint of `_model()` written before the encoder was
+# a `ResNet` (byol_tf at 4e35297): index in `_operations` -> layer name.
+OLD_CHECKPOINT_LAYERS = """
+2 stem_conv 3 stem_norm
+5 stage2_block1_conv1 6 stage2_block1_norm1 8 stage2_block1_shortcut_conv 9 stage2_block1_conv2
+10 stage2_block1_shortcut_norm 11 stage2_block1_norm2 14 stage2_block2_conv1 15 stage2_block2_norm1
+17 stage2_block2_conv2 18 stage2_block2_norm2
+21 stage3_block1_conv1 22 stage3_block1_norm1 24 stage3_block1_shortcut_conv 25 stage3_block1_conv2
+26 stage3_block1_shortcut_norm 27 stage3_block1_norm2 30 stage3_block2_conv1 31 stage3_block2_norm1
+33 stage3_block2_conv2 34 stage3_block2_norm2
+37 stage4_block1_conv1 38 stage4_block1_norm1 40 stage4_block1_shortcut_conv 41 stage4_block1_conv2
+42 stage4_block1_shortcut_norm 43 stage4_block1_norm2 46 stage4_block2_conv1 47 stage4_block2_norm1
+49 stage4_block2_conv2 50 stage4_block2_norm2
+53 stage5_block1_conv1 54 stage5_block1_norm1 56 stage5_block1_shortcut_conv 57 stage5_block1_conv2
+58 stage5_block1_shortcut_norm 59 stage5_block1_norm2 62 stage5_block2_conv1 63 stage5_block2_norm1
+65 stage5_block2_conv2 66 stage5_block2_norm2
+"""
+
+
+def test_checkpoint_keys_are_those_of_earlier_runs(tmp_path):
+    words = OLD_CHECKPOINT_LAYERS.split()
+    layers = dict(zip(map(int, words[::2]), words[1::2]))
+    norm = {"gamma", "beta", "moving_mean", "moving_variance"}
+    expected = {i: {"_kernel"} if "_conv" in name else norm for i, name in layers.items()}
+    model = _model()
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    for branch in ("online_encoder", "target_encoder"):
+        found = {}
+        for key, _ in tf.train.list_variables(path):
+            match = re.fullmatch(rf"model/{branch}/_operations/(\d+)/(\w+)/\.ATTRIBUTES/VARIABLE_VALUE", key)
+            if match:
+                found.setdefault(int(match[1]), set()).add(match[2])
+        assert found == expected, branch
+        operations = getattr(model, branch).operations
+        assert {i: operations[i].name for i in layers} == layers

@@ -1,13 +1,21 @@
-"""Tests of byol_tf.models.resnet: structure, parameter counts, norms, save/load."""
+"""Tests of byol_tf.models.resnet: structure, parameter counts, norms, config, save/load."""
 
+import json
 import re
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from byol_tf import defaults
+from byol_tf import encoder as encoder_lib
+from byol_tf import export_lib
 from byol_tf.models import resnet as resnet_lib
 from byol_tf.models.layers import WSConv2D
+from byol_tf.training import builders
+from byol_tf.training import checkpointing
+from conftest import tiny_config
 
 
 def _count(weights):
@@ -222,6 +230,9 @@ def test_save_load_round_trip(tmp_path, norm, groups):
     assert [l.name for l in restored.layers] == [l.name for l in model.layers]
     np.testing.assert_array_equal(_np(model(x, training=False)),
                                   _np(restored(x, training=False)))
+    assert type(restored) is resnet_lib.ResNet
+    assert restored.get_config() == model.get_config()
+    assert [w.path for w in restored.weights] == [w.path for w in model.weights]
 
 
 def test_mixed_bfloat16():
@@ -250,6 +261,7 @@ def test_mixed_bfloat16():
     (dict(norm="group_ws", width_multiplier=0.25), "gn_groups=32"),
     (dict(norm="group_ws", gn_groups=0), "gn_groups=0"),
     (dict(input_shape=(32, 32, 1)), "input_shape=\\(32, 32, 1\\)"),
+    (dict(shortcut="always"), "shortcut='always'"),
 ])
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -257,3 +269,120 @@ def test_invalid_arguments(kwargs, match):
     if set(kwargs) <= {"depth", "width_multiplier"}:
         with pytest.raises(ValueError, match=match):
             resnet_lib.representation_dim(**kwargs)
+
+
+# The documented defaults of `ResNet`, written out independently of the code.
+DEFAULTS = dict(depth=50, width_multiplier=1, stem="auto", norm="batch", shortcut="every_stage",
+                sync_batch_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, gn_groups=32,
+                zero_init_last_norm=False, input_shape=(None, None, 3), name="resnet")
+
+
+def _architecture(model):
+    """Layer names, classes and configs, and weight paths and shapes."""
+    return ([(l.name, type(l), l.get_config()) for l in model.layers],
+            [(w.path, tuple(w.shape)) for w in model.weights])
+
+
+@pytest.mark.parametrize("kwargs,stem", [
+    (dict(depth=18, width_multiplier=0.25, input_shape=(32, 32, 3)), "small"),
+    (dict(depth=50, width_multiplier=0.125, stem="imagenet", norm="group_ws", gn_groups=8,
+          shortcut="when_needed", bn_epsilon=1e-3, zero_init_last_norm=True, name="enc"), "imagenet"),
+    (dict(depth=34, width_multiplier=0.125, norm="none", sync_batch_norm=True, bn_momentum=0.99,
+          input_shape=(64, 48, 3)), "small"),
+    (dict(depth=18, width_multiplier=0.125, input_shape=(96, 96, 3)), "imagenet"),
+])
+def test_config_holds_the_settings_and_rebuilds_the_model(kwargs, stem):
+    model = resnet_lib.resnet(**kwargs)
+    assert type(model) is resnet_lib.ResNet
+    expected = {**DEFAULTS, **kwargs, "stem": stem}  # "auto" is resolved
+    config = model.get_config()
+    assert {k: config[k] for k in expected} == expected
+    assert config["trainable"] is True
+    assert set(config) == set(expected) | {"trainable", "dtype"}
+    for key in resnet_lib.ENCODER_KEYS:
+        assert getattr(model, key) == expected[key], key
+
+    clone = resnet_lib.ResNet.from_config(config)
+    assert type(clone) is resnet_lib.ResNet
+    assert clone.get_config() == config
+    assert _architecture(clone) == _architecture(model)
+
+    # Through JSON, as in a .keras file (tuples become lists, the class a registered name).
+    text = json.dumps(keras.saving.serialize_keras_object(model))
+    assert json.loads(text)["registered_name"] == "byol_tf>ResNet"
+    revived = keras.saving.deserialize_keras_object(json.loads(text))
+    assert type(revived) is resnet_lib.ResNet
+    assert revived.get_config() == config
+    assert _architecture(revived) == _architecture(model)
+
+
+def test_encoder_keys_are_the_settings_of_the_encoder():
+    assert resnet_lib.ENCODER_KEYS == (
+        "depth", "width_multiplier", "stem", "norm", "shortcut", "sync_batch_norm", "bn_momentum",
+        "bn_epsilon", "gn_groups", "zero_init_last_norm")
+    # Every run config describes every one of them.
+    assert set(resnet_lib.ENCODER_KEYS) <= set(defaults.default_config().model)
+
+
+def test_frozen_encoder_rebuilds_frozen():
+    model = resnet_lib.resnet(18, width_multiplier=0.125, input_shape=(32, 32, 3))
+    count = len(model.trainable_weights)
+    model.trainable = False
+    clone = resnet_lib.ResNet.from_config(model.get_config())
+    assert not clone.trainable and clone.trainable_weights == []
+    assert not any(layer.trainable for layer in clone.layers)
+    clone.trainable = True
+    assert len(clone.trainable_weights) == count == 63  # 21 conv kernels, 21 x (gamma, beta)
+
+
+def test_keras_file_keeps_the_dtype_policy(tmp_path):
+    """A model built under mixed_bfloat16 reloads in bfloat16 under a float32 policy."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = resnet_lib.resnet(18, width_multiplier=0.125, input_shape=(32, 32, 3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = _images(4, 32)
+    model(x, training=True)
+    model.save(tmp_path / "mixed.keras")
+    restored = keras.saving.load_model(tmp_path / "mixed.keras")
+    assert restored.dtype_policy.name == "mixed_bfloat16"
+    assert restored.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert restored.get_layer("stem_norm").compute_dtype == "bfloat16"
+    assert restored.get_layer("avg_pool").compute_dtype == "float32"
+    np.testing.assert_array_equal(_np(restored(x, training=False)), _np(model(x, training=False)))
+
+
+def test_exported_encoder_file_is_a_resnet(tmp_path):
+    """`encoder.keras` of `byol_tf.export_lib` loads with plain Keras as the `ResNet` it was."""
+    config = tiny_config()
+    workdir = str(tmp_path / "run")
+    checkpointing.write_config(config, workdir)
+    keras.utils.set_random_seed(3)
+    model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
+    x = _images(8, 32)
+    model.online_encoder(x, training=True)  # moves the BN statistics away from their init
+    checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(2)
+    path = export_lib.export(workdir, str(tmp_path / "export"))
+
+    loaded = keras.saving.load_model(f"{path}/encoder.keras")
+    assert type(loaded) is resnet_lib.ResNet
+    assert loaded.get_config() == model.online_encoder.get_config()
+    assert {k: getattr(loaded, k) for k in ("depth", "width_multiplier", "stem", "norm")} == dict(
+        depth=18, width_multiplier=0.25, stem="small", norm="batch")
+    assert [w.path for w in loaded.weights] == [w.path for w in model.online_encoder.weights]
+    np.testing.assert_array_equal(_np(loaded(x, training=False)),
+                                  _np(model.online_encoder(x, training=False)))
+
+
+def test_plain_functional_encoder_files_still_load(tmp_path):
+    """`encoder.keras` files written when the encoder was a plain functional model."""
+    model = resnet_lib.resnet(18, width_multiplier=0.125, input_shape=(32, 32, 3), name="encoder")
+    x = _images(2, 32)
+    model(x, training=True)
+    plain = keras.Model(model.input, model.output, name="encoder")  # what resnet() returned
+    assert type(plain) is not resnet_lib.ResNet
+    plain.save(tmp_path / "encoder.keras")
+    loaded = encoder_lib.load_encoder(tmp_path / "encoder.keras")
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    np.testing.assert_array_equal(_np(loaded(x, training=False)), _np(model(x, training=False)))

@@ -2,7 +2,9 @@
 
 Every function builds what it times, runs warm-up steps (tracing and
 compilation), then `repeats` timed calls of `steps` steps each, and returns a
-dict of plain Python numbers; rates are medians over the repeats.
+dict of plain Python numbers; rates are medians over the repeats. The stage
+reached and the repeats finished go to `bench_isolate.report_progress`, so a
+phase cut off by its time limit still reports them.
 
 The BYOL step is the library's own (`training.step.make_step_fn` inside
 `training.loop.make_loop_fn`, as `train()` wires it) fed a fixed synthetic
@@ -18,11 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from byol_tf.models import byol as byol_lib
 from byol_tf.models import resnet
 from byol_tf.training import builders
 from byol_tf.training import loop as loop_lib
+from byol_tf.training import precision as precision_lib
 from byol_tf.training import step as step_lib
+
+import bench_isolate
 
 
 class _SameBatch:
@@ -57,7 +61,14 @@ def _timed_rates(run, images_per_call, repeats):
         run()
         seconds.append(time.perf_counter() - start)
         cpu.append(cpu_seconds() - start_cpu)
+        _report_repeats(seconds, repeats, images_per_call)
     return seconds, cpu, statistics.median(images_per_call / s for s in seconds)
+
+
+def _report_repeats(seconds, repeats, images_per_repeat):
+    """Progress for a phase that gets cut off: the timed repeats done so far."""
+    bench_isolate.report_progress(stage="timed repeats", repeats_done=len(seconds), repeats=repeats,
+                                  repeat_seconds=list(seconds), images_per_repeat=images_per_repeat)
 
 
 def _timing(batch_size, steps, seconds, cpu, rate, compile_seconds):
@@ -70,15 +81,6 @@ def _timing(batch_size, steps, seconds, cpu, rate, compile_seconds):
         "compile_seconds": compile_seconds,
         "seconds": seconds,
     }
-
-
-def _with_policy(precision, build):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        return build()
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def synthetic_views(batch_size, image_size, num_classes, seed=0):
@@ -107,17 +109,14 @@ def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, j
     """
     batch_size, size = int(config.training.batch_size), int(config.data.image_size)
     keras.utils.set_random_seed(config.seed)
-
-    def build():
+    bench_isolate.report_progress(stage="building")
+    with precision_lib.dtype_policy(precision):
         model = builders.build_model(config, num_classes, sync_batch_norm=False)
         run_plan = builders.plan(config, num_examples=batch_size * 1000)
         optimizer = builders.build_optimizer(config, run_plan)
         optimizer.build(model.online_variables)
         updater = builders.build_target_updater(config, run_plan)
         updater.set_model(model)
-        return model, optimizer, updater
-
-    model, optimizer, updater = _with_policy(precision, build)
     updater.copy_online_to_target()
     views = (config.augment.view1, config.augment.view2)
     step_fn = step_lib.make_step_fn(model, optimizer, updater, views, config.seed, batch_size)
@@ -129,9 +128,11 @@ def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, j
         outputs.update(loop(iterator, tf.constant(num_steps)))
         return float(outputs["loss"])  # waits for the steps to finish
 
+    bench_isolate.report_progress(stage="warm-up")
     start = time.perf_counter()
     run(max(warmup_steps, 1))
     compile_seconds = time.perf_counter() - start
+    bench_isolate.report_progress(stage="timed repeats", compile_seconds=compile_seconds)
     seconds, cpu, rate = _timed_rates(lambda: run(steps), batch_size * steps, repeats)
     result = _timing(batch_size, steps, seconds, cpu, rate, compile_seconds)
     result.update(loss=float(outputs["loss"]),
@@ -144,7 +145,7 @@ def supervised_model(config, num_classes, keras_resnet50=False):
     size = int(config.data.image_size)
     if keras_resnet50:
         return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=num_classes)
-    encoder_args = {k: config.model[k] for k in byol_lib.ENCODER_KEYS}
+    encoder_args = {k: config.model[k] for k in resnet.ENCODER_KEYS}
     encoder_args["sync_batch_norm"] = False
     encoder = resnet.resnet(input_shape=(size, size, 3), name="encoder", **encoder_args)
     head = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")
@@ -152,8 +153,9 @@ def supervised_model(config, num_classes, keras_resnet50=False):
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
+    def __init__(self, repeats, images_per_epoch):
         super().__init__()
+        self.repeats, self.images_per_epoch = repeats, images_per_epoch
         self.seconds, self.cpu = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -162,6 +164,7 @@ class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):  # Keras has synced the metrics here
         self.seconds.append(time.perf_counter() - self._start)
         self.cpu.append(cpu_seconds() - self._start_cpu)
+        _report_repeats(self.seconds, self.repeats, self.images_per_epoch)
 
 
 def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes=10,
@@ -174,23 +177,22 @@ def supervised_step(config, precision, steps, warmup_steps, repeats, num_classes
     """
     batch_size, size = int(config.training.batch_size), int(config.data.image_size)
     keras.utils.set_random_seed(config.seed)
-
-    def build():
+    bench_isolate.report_progress(stage="building")
+    with precision_lib.dtype_policy(precision):
         model = supervised_model(config, num_classes, keras_resnet50)
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                       loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
-        return model
-
-    model = _with_policy(precision, build)
     if data is None:
         rng = np.random.default_rng(config.seed)
         images = rng.random((batch_size, size, size, 3), dtype=np.float32)
         labels = rng.integers(0, num_classes, (batch_size,), dtype=np.int32)
         data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    bench_isolate.report_progress(stage="warm-up")
     start = time.perf_counter()
     model.fit(data, epochs=1, steps_per_epoch=max(warmup_steps, 1), verbose=0, shuffle=False)
     compile_seconds = time.perf_counter() - start
-    timer = _EpochTimer()
+    bench_isolate.report_progress(stage="timed repeats", compile_seconds=compile_seconds)
+    timer = _EpochTimer(repeats, batch_size * steps)
     history = model.fit(data, epochs=repeats, steps_per_epoch=steps, verbose=0, callbacks=[timer],
                         shuffle=False)
     rate = statistics.median(batch_size * steps / s for s in timer.seconds)

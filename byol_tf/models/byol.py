@@ -7,20 +7,6 @@ from byol_tf.models import heads
 from byol_tf.models import layers as layers_lib
 from byol_tf.models import resnet
 
-ENCODER_KEYS = (
-    "depth",
-    "width_multiplier",
-    "stem",
-    "norm",
-    "shortcut",
-    "sync_batch_norm",
-    "bn_momentum",
-    "bn_epsilon",
-    "gn_groups",
-    "zero_init_last_norm",
-)
-
-
 @keras.saving.register_keras_serializable(package="byol_tf")
 class BYOL(keras.Model):
     """Online and target networks of BYOL, with the predictor and a linear probe.
@@ -34,8 +20,11 @@ class BYOL(keras.Model):
     Calling the model returns the online representation `y`.
 
     Args:
-        encoder: dict of `byol_tf.models.resnet.resnet` arguments (depth,
-            width_multiplier, stem, norm, ...). Defaults to ResNet-50 x1.
+        encoder: dict of `byol_tf.models.resnet.ResNet` arguments, keys
+            from `resnet.ENCODER_KEYS` (depth, width_multiplier, stem,
+            norm, ...); both encoders are `ResNet`s built from it with the
+            input shape `(image_size, image_size, 3)`. Defaults to
+            ResNet-50 x1.
         image_size: side of the square input images. Defaults to `224`.
         projector_hidden_dim: hidden width of the projector. Defaults to `4096`.
         projection_dim: output width of projector and predictor. Defaults to
@@ -63,11 +52,11 @@ class BYOL(keras.Model):
     ):
         super().__init__(**kwargs)
         encoder = dict(encoder or {})
-        unknown = sorted(set(encoder) - set(ENCODER_KEYS))
+        unknown = sorted(set(encoder) - set(resnet.ENCODER_KEYS))
         if unknown:
             raise ValueError(
                 f"Unknown encoder arguments {unknown}; valid keys are "
-                f"{list(ENCODER_KEYS)}. Received: encoder={encoder}"
+                f"{list(resnet.ENCODER_KEYS)}. Received: encoder={encoder}"
             )
         if int(image_size) < 8:
             raise ValueError(f"`image_size` must be >= 8. Received: image_size={image_size}")
@@ -102,7 +91,7 @@ class BYOL(keras.Model):
             self.probe.build((None, self.representation_dim))
 
     def _encoder(self, input_shape, name):
-        return resnet.resnet(input_shape=input_shape, name=name, **self.encoder_config)
+        return resnet.ResNet(input_shape=input_shape, name=name, **self.encoder_config)
 
     def _head_norm_args(self):
         keys = ("norm", "sync_batch_norm", "bn_momentum", "bn_epsilon", "gn_groups")

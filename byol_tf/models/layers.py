@@ -170,6 +170,7 @@ def normalization(
     epsilon=1e-5,
     groups=32,
     gamma_initializer="ones",
+    dtype=None,
 ):
     """Returns the normalization layer for the scheme `norm`, or `None`.
 
@@ -185,6 +186,8 @@ def normalization(
         groups: Number of groups of the group normalization. Defaults to `32`.
         gamma_initializer: Initializer of the scale; `"zeros"` for the last
             norm of a residual block with zero-init. Defaults to `"ones"`.
+        dtype: Dtype policy of the layer; `None` for the global policy.
+            Defaults to `None`.
 
     Example:
 
@@ -204,6 +207,7 @@ def normalization(
             gamma_initializer=gamma_initializer,
             synchronized=sync_batch_norm,
             name=name,
+            dtype=dtype,
         )
     if norm == "group_ws":
         return keras.layers.GroupNormalization(
@@ -211,5 +215,6 @@ def normalization(
             epsilon=epsilon,
             gamma_initializer=gamma_initializer,
             name=name,
+            dtype=dtype,
         )
     return None

@@ -1,5 +1,9 @@
 """ResNet v1.5 encoders (depth 18 to 200, any width) for BYOL.
 
+The encoder is `ResNet`, a registered functional `keras.Model` whose config
+holds its settings (`resnet(...)` is a shortcut for `ResNet(...)`);
+`ENCODER_KEYS` names the settings that define it.
+
 Layer names are part of the API (checkpoints, weight-decay exclusion and
 export match on them). Stages follow the paper's conv2_x..conv5_x numbering,
 blocks are 1-based:
@@ -12,6 +16,7 @@ blocks are 1-based:
     avg_pool
 """
 
+import inspect
 import numbers
 
 import keras
@@ -44,7 +49,7 @@ def scaled_channels(channels, width_multiplier):
 
 
 def representation_dim(depth=50, width_multiplier=1):
-    """Size of the pooled representation of `resnet(depth, width_multiplier)`.
+    """Size of the pooled representation of `ResNet(depth, width_multiplier)`.
 
     Args:
         depth: One of 18, 34, 50, 101, 152, 200. Defaults to `50`.
@@ -61,35 +66,36 @@ def representation_dim(depth=50, width_multiplier=1):
 
 
 def apply_conv_norm(x, filters, kernel_size, strides, name, suffix="", *, norm,
-                    norm_kwargs, relu=True, zero_gamma=False):
+                    norm_kwargs, relu=True, zero_gamma=False, dtype=None):
     """Conv (SAME) -> norm -> optional ReLU, named `{name}_conv{suffix}` etc."""
-    x = layers_lib.conv(norm, filters, kernel_size, strides, name=f"{name}_conv{suffix}")(x)
+    x = layers_lib.conv(norm, filters, kernel_size, strides, name=f"{name}_conv{suffix}",
+                        dtype=dtype)(x)
     gamma = "zeros" if zero_gamma else "ones"
     norm_layer = layers_lib.normalization(
-        norm, f"{name}_norm{suffix}", gamma_initializer=gamma, **norm_kwargs)
+        norm, f"{name}_norm{suffix}", gamma_initializer=gamma, dtype=dtype, **norm_kwargs)
     if norm_layer is not None:
         x = norm_layer(x)
     if relu:
-        x = keras.layers.ReLU(name=f"{name}_relu{suffix}")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu{suffix}", dtype=dtype)(x)
     return x
 
 
-def apply_stem(x, stem, filters, *, norm, norm_kwargs, name="stem"):
+def apply_stem(x, stem, filters, *, norm, norm_kwargs, name="stem", dtype=None):
     """ImageNet stem (7x7/2 conv, 3x3/2 max pool) or small stem (3x3/1 conv)."""
-    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs)
+    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs, dtype=dtype)
     if stem == "small":
         return apply_conv_norm(x, filters, 3, 1, name, **kwargs)
     x = apply_conv_norm(x, filters, 7, 2, name, **kwargs)
-    return keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{name}_pool")(x)
+    return keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{name}_pool", dtype=dtype)(x)
 
 
 def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
-                         zero_init_last_norm, name, project=False):
+                         zero_init_last_norm, name, project=False, dtype=None):
     """Basic (3x3, 3x3) or v1.5 bottleneck (1x1, 3x3 with the stride, 1x1) block.
 
     The shortcut is a projection when `project` is true or the shape changes.
     """
-    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs)
+    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs, dtype=dtype)
     out_channels = EXPANSION[block] * width
     shortcut = x
     if project or strides != 1 or x.shape[-1] != out_channels:
@@ -103,14 +109,19 @@ def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
         x = apply_conv_norm(x, width, 3, strides, name, "2", **kwargs)
         x = apply_conv_norm(x, out_channels, 1, 1, name, "3", relu=False,
                             zero_gamma=zero_init_last_norm, **kwargs)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    x = keras.layers.Add(name=f"{name}_add", dtype=dtype)([shortcut, x])
+    return keras.layers.ReLU(name=f"{name}_out", dtype=dtype)(x)
 
 
-def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
-           shortcut="every_stage", sync_batch_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, gn_groups=32,
-           zero_init_last_norm=False, input_shape=(None, None, 3), name="resnet"):
+@keras.saving.register_keras_serializable(package="byol_tf")
+class ResNet(keras.Model):
     """ResNet v1.5 encoder mapping images in `[0, 1]` to a pooled representation.
+
+    A functional `keras.Model` that describes itself: its settings are
+    attributes, `get_config()` returns them, and `from_config()` (hence
+    `keras.saving.load_model` of a saved `.keras` file, once
+    `byol_tf.models.resnet` is imported) rebuilds the same architecture
+    with the same layer names.
 
     The stride of a downsampling bottleneck is on its 3x3 convolution (v1.5),
     every convolution and pooling uses SAME padding. By default the first
@@ -129,7 +140,9 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
             small models. Defaults to `1`.
         stem: `"imagenet"` (7x7/2 conv + 3x3/2 max pool), `"small"` (3x3/1
             conv, CIFAR-style) or `"auto"` (`"small"` when both static input
-            sides are known and <= 64, else `"imagenet"`). Defaults to `"auto"`.
+            sides are known and <= 64, else `"imagenet"`). `"auto"` is
+            resolved when the model is built: the `stem` attribute and the
+            config hold `"imagenet"` or `"small"`. Defaults to `"auto"`.
         norm: `"batch"`, `"group_ws"` (group norm + weight-standardized convs)
             or `"none"` (convs get a bias). Defaults to `"batch"`.
         shortcut: `"every_stage"` (projection shortcut in the first block of
@@ -151,40 +164,115 @@ def resnet(depth=50, width_multiplier=1, stem="auto", norm="batch",
         input_shape: `(height, width, 3)`, `None` for unknown sides.
             Defaults to `(None, None, 3)`.
         name: Model name. Defaults to `"resnet"`.
+        dtype: `None`, a dtype policy or its name, for every layer but
+            `avg_pool` (always float32). `None` uses the global policy when
+            the model is built; `get_config()` records the policy used, so a
+            reloaded model computes in the same dtypes. Defaults to `None`.
+        **kwargs: Other `keras.Model` arguments (e.g. `trainable`).
 
     Example:
 
-    >>> encoder = resnet(depth=18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    >>> encoder = ResNet(depth=18, width_multiplier=0.5, input_shape=(32, 32, 3))
     >>> encoder.output_shape
     (None, 256)
+    >>> encoder.stem
+    'small'
+    >>> same = ResNet.from_config(encoder.get_config())
+    >>> [layer.name for layer in same.layers] == [layer.name for layer in encoder.layers]
+    True
 
     References:
         - [He et al., 2016](https://arxiv.org/abs/1512.03385)
         - [Grill et al., 2020](https://arxiv.org/abs/2006.07733)
     """
-    stem = _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape)
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"`shortcut` must be one of {SHORTCUTS}. Received: shortcut={shortcut!r}")
-    block, blocks_per_stage = BLOCKS[depth]
-    norm_kwargs = dict(sync_batch_norm=sync_batch_norm, momentum=bn_momentum,
-                       epsilon=bn_epsilon, groups=gn_groups)
 
-    inputs = keras.Input(shape=tuple(input_shape), name="images")
-    x = keras.layers.Normalization(
-        mean=list(IMAGENET_MEAN), variance=[s**2 for s in IMAGENET_STD], name="normalize"
-    )(inputs)
-    x = apply_stem(x, stem, scaled_channels(64, width_multiplier), norm=norm,
-                   norm_kwargs=norm_kwargs)
-    for stage, (base, num_blocks) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
-        for b in range(num_blocks):
-            x = apply_residual_block(
-                x, block, scaled_channels(base, width_multiplier),
-                strides=2 if stage > 0 and b == 0 else 1, norm=norm,
-                norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm,
-                project=shortcut == "every_stage" and b == 0,
-                name=f"stage{stage + 2}_block{b + 1}")
-    outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=name)
+    def __init__(self, depth=50, width_multiplier=1, stem="auto", norm="batch",
+                 shortcut="every_stage", sync_batch_norm=False, bn_momentum=0.9,
+                 bn_epsilon=1e-5, gn_groups=32, zero_init_last_norm=False,
+                 input_shape=(None, None, 3), name="resnet", dtype=None, **kwargs):
+        # === Arguments ===
+        stem = _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape)
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"`shortcut` must be one of {SHORTCUTS}. Received: shortcut={shortcut!r}")
+        block, blocks_per_stage = BLOCKS[depth]
+        norm_kwargs = dict(sync_batch_norm=sync_batch_norm, momentum=bn_momentum,
+                           epsilon=bn_epsilon, groups=gn_groups)
+
+        # === Functional model ===
+        # Layer names and creation order are part of the API (see the module
+        # docstring); checkpoints match variables by the order of the layers.
+        inputs = keras.Input(shape=tuple(input_shape), name="images")
+        x = keras.layers.Normalization(
+            mean=list(IMAGENET_MEAN), variance=[s**2 for s in IMAGENET_STD], name="normalize",
+            dtype=dtype)(inputs)
+        x = apply_stem(x, stem, scaled_channels(64, width_multiplier), norm=norm,
+                       norm_kwargs=norm_kwargs, dtype=dtype)
+        for stage, (base, num_blocks) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
+            for b in range(num_blocks):
+                x = apply_residual_block(
+                    x, block, scaled_channels(base, width_multiplier),
+                    strides=2 if stage > 0 and b == 0 else 1, norm=norm,
+                    norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm,
+                    project=shortcut == "every_stage" and b == 0,
+                    name=f"stage{stage + 2}_block{b + 1}", dtype=dtype)
+        outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
+        trainable = kwargs.pop("trainable", True)
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        # A functional model ignores `dtype` and `trainable` is set before
+        # its layers are tracked (so it does not reach them): set both here.
+        # The model's policy matters: calling the model casts the images to
+        # its compute dtype.
+        if dtype is not None:
+            self.dtype_policy = dtype
+        self.trainable = trainable
+
+        # === Config ===
+        self.depth = depth
+        self.width_multiplier = width_multiplier
+        self.stem = stem
+        self.norm = norm
+        self.shortcut = shortcut
+        self.sync_batch_norm = sync_batch_norm
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.gn_groups = gn_groups
+        self.zero_init_last_norm = zero_init_last_norm
+
+    def get_config(self):
+        config = super().get_config()  # name, trainable, dtype
+        config.update(
+            depth=self.depth,
+            width_multiplier=self.width_multiplier,
+            stem=self.stem,
+            norm=self.norm,
+            shortcut=self.shortcut,
+            sync_batch_norm=self.sync_batch_norm,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            gn_groups=self.gn_groups,
+            zero_init_last_norm=self.zero_init_last_norm,
+            input_shape=tuple(self.input_shape[1:]),
+        )
+        return config
+
+
+# The arguments of `ResNet` that define the encoder (all but the input shape
+# and the Keras name/dtype): `BYOL(encoder=...)` and `config.model` use them.
+ENCODER_KEYS = tuple(
+    arg for arg in inspect.signature(ResNet.__init__).parameters
+    if arg not in ("self", "input_shape", "name", "dtype", "kwargs"))
+
+
+def resnet(*args, **kwargs):
+    """Returns `ResNet(*args, **kwargs)`, the encoder; same arguments as `ResNet`.
+
+    Example:
+
+    >>> encoder = resnet(depth=18, width_multiplier=0.5, input_shape=(32, 32, 3))
+    >>> type(encoder).__name__, encoder.output_shape
+    ('ResNet', (None, 256))
+    """
+    return ResNet(*args, **kwargs)
 
 
 def _check_depth_and_width(depth, width_multiplier):
@@ -197,7 +285,7 @@ def _check_depth_and_width(depth, width_multiplier):
 
 
 def _validate(depth, width_multiplier, stem, norm, gn_groups, input_shape):
-    """Checks the arguments of `resnet()` and returns the resolved stem."""
+    """Checks the arguments of `ResNet` and returns the resolved stem."""
     _check_depth_and_width(depth, width_multiplier)
     layers_lib.check_norm(norm)
     if stem not in STEMS:

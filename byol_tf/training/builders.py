@@ -8,6 +8,7 @@ from byol_tf import lars
 from byol_tf import schedules
 from byol_tf.data import pipeline
 from byol_tf.models import byol
+from byol_tf.models import resnet
 
 
 # Values of model keys added after the first release, for config.json files
@@ -46,7 +47,7 @@ def build_model(config, num_classes, sync_batch_norm=None):
     """Builds the `BYOL` model described by `config.model`."""
     m = config.model
     # Runs saved before `model.shortcut` existed used torchvision's shortcuts.
-    encoder = {k: m.get(k, LEGACY_DEFAULTS.get(k)) for k in byol.ENCODER_KEYS}
+    encoder = {k: m.get(k, LEGACY_DEFAULTS.get(k)) for k in resnet.ENCODER_KEYS}
     if sync_batch_norm is not None:
         encoder["sync_batch_norm"] = sync_batch_norm
     return byol.BYOL(
