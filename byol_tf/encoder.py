@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from byol_tf.augment import host
 from byol_tf.models import layers  # noqa: F401  (registers WSConv2D for loading)
+from byol_tf.models import resnet  # noqa: F401  (registers ResNet for loading)
 
 KERAS_FILENAME = "encoder.keras"
 
@@ -51,7 +52,9 @@ def load_encoder(path, trainable=True, bn_inference=False, step=None):
             `None` (the newest).
 
     Returns:
-        A functional `keras.Model`.
+        A functional `keras.Model`: a `byol_tf.models.resnet.ResNet`, or a
+        plain functional model for an `encoder.keras` exported before the
+        encoder was a `ResNet`.
 
     Example:
 
