@@ -8,7 +8,10 @@ writes `/tmp/byol_export/1/` (then 2, 3, ...; `--version=N` picks one,
 `--step=S` an older checkpoint): a SavedModel with the signatures
 `serving_default` (encoded JPEG/PNG bytes -> representation) and
 `preprocessed`, plus `encoder.keras` for `byol_tf.load_encoder` and
-`byol_export.json`. Existing versions are never overwritten. Serve with:
+`byol_export.json`. Existing versions are never overwritten. The SavedModel
+also fine-tunes in Keras as `keras.layers.TFSMLayer(path,
+call_endpoint="preprocessed", call_training_endpoint="preprocessed_training")`
+(see `byol_tf.export_lib`). Serve with:
 
     tensorflow_model_server --rest_api_port=8501 --model_name=byol \
         --model_base_path=/tmp/byol_export

@@ -23,6 +23,28 @@ Signatures (no byol_tf code is needed to load or run them):
   the graph. REST: `{"instances": [{"b64": "<base64 JPEG>"}]}`.
 - `preprocessed`: `images` float32 `[B, S, S, 3]` in `[0, 1]` ->
   `representation`.
+
+Both run the encoder in inference mode. For `keras.layers.TFSMLayer` the
+SavedModel also has two functions (not signatures; TFSMLayer looks an
+endpoint up among the functions first, so `call_endpoint="preprocessed"`
+finds the function):
+
+- `preprocessed`: `images` -> the representation tensor `[B, D]` itself (the
+  signature's dict cannot be passed on in `keras.Sequential`). Batch norm is
+  in inference mode: it normalizes with the pretrained moving statistics and
+  never updates them; its scale and offset still train.
+- `preprocessed_training`: the same with batch norm in training mode (batch
+  statistics, moving statistics updated). Given as `call_training_endpoint`,
+  `fit` trains the encoder as it trains `byol_tf.load_encoder`'s.
+
+Keras 3.15's TFSMLayer names its weights after the loaded TensorFlow
+variables, whose names end in `:0` whatever name was saved (TensorFlow
+appends it on loading). `fit` creates the optimizer's slot variables (Adam,
+SGD with momentum) with names built from them inside a graph, where `:` is
+not a valid name scope, and fails; `model.optimizer.build(
+model.trainable_variables)` after `compile` creates them eagerly, where the
+name is not checked. This holds for any SavedModel, Keras' own
+`model.export` included; plain SGD has no slots.
 """
 
 import json
@@ -37,6 +59,9 @@ from byol_tf.training import checkpointing
 
 SERVING_SIGNATURE = "serving_default"
 PREPROCESSED_SIGNATURE = "preprocessed"
+# Plain functions (not signatures) for `keras.layers.TFSMLayer`.
+INFERENCE_FUNCTION = "preprocessed"
+TRAINING_FUNCTION = "preprocessed_training"
 BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
 OUTPUT = "representation"
@@ -48,12 +73,17 @@ USER_ERRORS = (FileNotFoundError, FileExistsError)
 
 
 class EncoderServingModule(tf.Module):
-    """A `tf.Module` serving a Keras encoder through two signatures.
+    """A `tf.Module` serving a Keras encoder through signatures and functions.
 
-    The encoder runs in inference mode (`training=False`). `serve_bytes`
-    decodes and preprocesses encoded images in the graph; `serve_images`
-    takes images already preprocessed. Both return
-    `{"representation": float32 [B, D]}`.
+    `serve_bytes` decodes and preprocesses encoded images in the graph;
+    `serve_images` takes images already preprocessed. Both run the encoder in
+    inference mode (`training=False`) and return
+    `{"representation": float32 [B, D]}`: they are the signatures. The
+    functions `preprocessed` and `preprocessed_training` map preprocessed
+    images to the representation tensor itself, with the encoder in
+    inference and training mode respectively (in training mode, batch norm
+    normalizes with batch statistics and updates its moving statistics):
+    they are the endpoints for `keras.layers.TFSMLayer`.
 
     Args:
         encoder: Keras model mapping float32 `[B, S, S, 3]` in `[0, 1]` to
@@ -61,6 +91,7 @@ class EncoderServingModule(tf.Module):
         image_size: the encoder's input side `S`.
         crop_fraction: centre-crop side over the shorter image side.
             Defaults to `224 / 256`.
+        name: the module's name. Defaults to `None`.
     """
 
     def __init__(self, encoder, image_size, crop_fraction=224 / 256, name=None):
@@ -69,20 +100,27 @@ class EncoderServingModule(tf.Module):
         self.image_size = int(image_size)
         self.crop_fraction = float(crop_fraction)
         size = self.image_size
-        self.serve_images = tf.function(
-            self._representation,
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=IMAGES_INPUT)],
-        )
+        images = [tf.TensorSpec([None, size, size, 3], tf.float32, name=IMAGES_INPUT)]
+        # INFERENCE_FUNCTION and TRAINING_FUNCTION, the endpoints for TFSMLayer.
+        self.preprocessed = tf.function(self._inference, input_signature=images)
+        self.preprocessed_training = tf.function(self._training, input_signature=images)
+        self.serve_images = tf.function(self._from_images, input_signature=images)
         self.serve_bytes = tf.function(
             self._from_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
         )
 
-    def _representation(self, images):
-        return {OUTPUT: tf.cast(self.encoder(images, training=False), tf.float32)}
+    def _inference(self, images):
+        return tf.cast(self.encoder(images, training=False), tf.float32)
+
+    def _training(self, images):
+        return tf.cast(self.encoder(images, training=True), tf.float32)
+
+    def _from_images(self, images):
+        return {OUTPUT: self.preprocessed(images)}
 
     def _from_bytes(self, image_bytes):
         images = encoder_lib.preprocess(image_bytes, self.image_size, self.crop_fraction)
-        return self._representation(images)
+        return self._from_images(images)
 
     def signature_map(self):
         """The signatures to pass to `tf.saved_model.save`."""
@@ -179,6 +217,12 @@ def _metadata(model, config, version, step, checkpoint, workdir):
                 "inputs": {IMAGES_INPUT: f"float32 [B, {size}, {size}, 3] in [0, 1], centre-cropped"},
                 "outputs": {OUTPUT: f"float32 [B, {dim}]"},
             },
+        },
+        "functions": {
+            INFERENCE_FUNCTION: f"images -> float32 [B, {dim}], batch norm in inference mode "
+            "(keras.layers.TFSMLayer call_endpoint)",
+            TRAINING_FUNCTION: f"images -> float32 [B, {dim}], batch norm in training mode: batch statistics, "
+            "updates the moving statistics (TFSMLayer call_training_endpoint)",
         },
         "config": json.loads(config.to_json()),
     }

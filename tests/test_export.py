@@ -1,4 +1,4 @@
-"""Tests of byol_tf.export_lib and byol_tf.export: layout, signatures, clean loading, errors."""
+"""Tests of byol_tf.export_lib and byol_tf.export: layout, signatures, fine-tuning routes, errors."""
 
 import base64
 import json
@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,6 +31,7 @@ LOADER = r"""
 import base64, importlib.util, json, sys
 sys.path.extend(json.loads(sys.argv[1]))
 assert importlib.util.find_spec("byol_tf") is None, "byol_tf is importable"
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -49,6 +51,9 @@ for case in json.loads(open(sys.argv[2]).read()):
     from_images = loaded.signatures["preprocessed"](images=images)["representation"]
     np.save(case["from_bytes"], from_bytes.numpy())
     np.save(case["from_images"], from_images.numpy())
+    layer = keras.layers.TFSMLayer(case["path"], call_endpoint="preprocessed",
+                                   call_training_endpoint="preprocessed_training")
+    np.save(case["from_layer"], layer(images).numpy())  # a tensor, not a dict
 assert not [m for m in sys.modules if m.split(".")[0] == "byol_tf"]
 print("loaded without byol_tf")
 """
@@ -122,6 +127,7 @@ def test_layout_and_metadata(trained):
     assert (meta["image_size"], meta["crop_fraction"]) == (32, 1.0)
     assert meta["representation_dim"] == trained["encoder"].output_shape[-1] == 128
     assert meta["config"]["model"]["projection_dim"] == small_config().model.projection_dim
+    assert sorted(meta["functions"]) == ["preprocessed", "preprocessed_training"]
 
 
 def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
@@ -142,6 +148,7 @@ def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
             path=export["path"], request=json.dumps({"instances": instances}),
             images=str(tmp_path / f"{name}_images.npy"),
             from_bytes=str(tmp_path / f"{name}_bytes.npy"), from_images=str(tmp_path / f"{name}_pre.npy"),
+            from_layer=str(tmp_path / f"{name}_layer.npy"),
         ))
         wanted.append(representation)
     # Control: without -S the editable install's hook finds byol_tf, so the check below is real.
@@ -161,6 +168,7 @@ def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
     for case, representation in zip(cases, wanted):
         np.testing.assert_allclose(np.load(case["from_bytes"]), representation, atol=1e-4)
         np.testing.assert_allclose(np.load(case["from_images"]), representation, atol=1e-4)
+        np.testing.assert_allclose(np.load(case["from_layer"]), representation, atol=1e-4)
     assert np.abs(wanted[0]).max() > 0
 
 
@@ -175,6 +183,95 @@ def test_saved_model_cli_lists_named_signatures(trained):
                  "signature_def['preprocessed']", "inputs['images']", "(-1, 32, 32, 3)",
                  "outputs['representation']", "(-1, 128)"):
         assert text in run.stdout, text
+
+
+# Fine-tuning routes, each with the two usual optimizers that keep slot variables.
+OPTIMIZERS = {
+    "adam": lambda: keras.optimizers.Adam(1e-3),
+    "sgd_momentum": lambda: keras.optimizers.SGD(0.01, momentum=0.9),
+}
+
+
+@pytest.fixture(scope="module")
+def labelled(trained):
+    """64 bundled training JPEGs of the ten classes, interleaved, preprocessed as the export says."""
+    classes = sorted(p.name for p in (SAMPLE / "train").iterdir())
+    per_class = [sorted((SAMPLE / "train" / name).glob("*.jpg")) for name in classes]
+    pairs = [(paths[i], label) for i in range(7) for label, paths in enumerate(per_class)][:64]
+    with open(os.path.join(trained["path"], "byol_export.json")) as f:
+        meta = json.load(f)
+    images = encoder_lib.preprocess([p.read_bytes() for p, _ in pairs], meta["image_size"], meta["crop_fraction"])
+    return images.numpy(), np.array([label for _, label in pairs], np.int32)
+
+
+def fine_tune(features, optimizer, data, epochs):
+    """Fits `Sequential([features, Dense(10)])`, batches of 32 in a fixed order; returns the epoch losses."""
+    images, labels = data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(images.shape[1:]), features, keras.layers.Dense(10)])
+    model.compile(OPTIMIZERS[optimizer](), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Built eagerly: TFSMLayer's weight names end in ":0", not a valid name scope
+    # for the slots `fit` would otherwise create in a graph (see export_lib).
+    model.optimizer.build(model.trainable_variables)
+    history = model.fit(images, labels, batch_size=32, epochs=epochs, shuffle=False, verbose=0)
+    return history.history["loss"]
+
+
+def changed(weights, before):
+    """Per weight: whether it differs from its value in `before`."""
+    return [not np.array_equal(w.numpy(), b) for w, b in zip(weights, before)]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd_momentum"])
+def test_tfsm_layer_fine_tunes_as_load_encoder_does(trained, labelled, optimizer):
+    """Routes (a) and (b): the SavedModel in `TFSMLayer` and `encoder.keras` train alike.
+
+    With `call_training_endpoint="preprocessed_training"` batch norm runs in
+    training mode, as in the Keras encoder: the same losses, the same weights.
+    """
+    encoder = encoder_lib.load_encoder(os.path.join(trained["path"], "encoder.keras"))
+    layer = keras.layers.TFSMLayer(trained["path"], call_endpoint="preprocessed",
+                                   call_training_endpoint="preprocessed_training", trainable=True)
+    x = labelled[0][:16]
+    want = trained["encoder"](x, training=False).numpy()
+    np.testing.assert_allclose(encoder(x, training=False), want, atol=1e-5)
+    np.testing.assert_allclose(layer(x), want, atol=1e-4)  # a tensor: the function, not the signature's dict
+    weights = [w.numpy() for w in encoder.weights]
+    # The SavedModel holds the encoder's variables; the non-trainable ones are the moving statistics.
+    for mine, theirs in ((layer.trainable_weights, encoder.trainable_weights),
+                         (layer.non_trainable_weights, encoder.non_trainable_weights)):
+        assert sorted(tuple(w.shape) for w in mine) == sorted(tuple(w.shape) for w in theirs)
+    assert encoder.non_trainable_weights
+    assert all(w.path.endswith(("moving_mean", "moving_variance")) for w in encoder.non_trainable_weights)
+
+    keras_losses = fine_tune(encoder, optimizer, labelled, epochs=3)
+    layer_losses = fine_tune(layer, optimizer, labelled, epochs=3)
+
+    assert keras_losses[-1] < 0.8 * keras_losses[0], keras_losses
+    assert all(changed(encoder.weights, weights))  # every kernel, scale, offset and moving statistic
+    np.testing.assert_allclose(layer_losses, keras_losses, rtol=1e-4)  # measured: identical
+    trained_features = encoder(x, training=False).numpy()
+    assert np.abs(trained_features - want).max() > 0.1 * np.abs(want).max()
+    np.testing.assert_allclose(layer(x), trained_features, atol=1e-4 * np.abs(want).max())  # measured 3e-7
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd_momentum"])
+def test_tfsm_layer_inference_endpoint_keeps_bn_statistics(trained, labelled, optimizer):
+    """Route (a) with `call_endpoint` alone: batch norm in inference mode while fine-tuning."""
+    layer = keras.layers.TFSMLayer(trained["path"], call_endpoint="preprocessed", trainable=True)
+    x = labelled[0][:16]
+    before = layer(x).numpy()
+    weights = [w.numpy() for w in layer.trainable_weights]
+    statistics = [w.numpy() for w in layer.non_trainable_weights]
+
+    losses = fine_tune(layer, optimizer, labelled, epochs=5)
+
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert all(changed(layer.trainable_weights, weights))
+    assert statistics and not any(changed(layer.non_trainable_weights, statistics))
+    assert np.abs(layer(x).numpy() - before).max() > 1e-3 * np.abs(before).max()  # the function uses them
+    reloaded = keras.layers.TFSMLayer(trained["path"], call_endpoint="preprocessed")
+    np.testing.assert_allclose(reloaded(x), before, atol=1e-6)  # the files on disk are unchanged
 
 
 def test_failed_export_leaves_nothing(group_ws, monkeypatch):
