@@ -5,7 +5,7 @@ The config of `tools/cifar_budget.py`, which sizes the run to its budget
 for the same wall-clock time, and scores both, plus a random-init encoder,
 with linear probes and kNN on the 10,000 test images:
 
-    mkdir -p /tmp/cifar10 && tar -xzf ../shared/data/cifar10_jpeg.tar.gz -C /tmp/cifar10
+    python tools/prepare_cifar10.py --output_dir=/tmp/cifar10
     python tools/cifar_budget.py --data_dir=/tmp/cifar10 --workdir=/tmp/byol_cifar_budget
 
 The encoder is a ResNet-18 at width x0.25 with the small-image stem: on a

@@ -8,9 +8,9 @@ From TFDS (prepared in data_dir):
 
     python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=configs/cifar10_resnet18.py
 
-From the JPEG folders in ../shared/data (train/<class>, test/<class>):
+From JPEG folders (train/<class>, test/<class>; tools/prepare_cifar10.py writes them):
 
-    tar -xzf ../shared/data/cifar10_jpeg.tar.gz -C /tmp/cifar10
+    python tools/prepare_cifar10.py --output_dir=/tmp/cifar10
     python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=configs/cifar10_resnet18.py \
         --config.data.source=folder --config.data.data_dir=/tmp/cifar10
 """

@@ -1,6 +1,6 @@
 r"""CIFAR-10 in a wall-clock budget: BYOL vs supervised from scratch vs random init.
 
-    mkdir -p /tmp/cifar10 && tar -xzf ../shared/data/cifar10_jpeg.tar.gz -C /tmp/cifar10
+    python tools/prepare_cifar10.py --output_dir=/tmp/cifar10
     python tools/cifar_budget.py --data_dir=/tmp/cifar10 --workdir=/tmp/byol_cifar_budget
 
 `--data_dir` holds `train/<class>/*.jpg` (50,000 images) and
