@@ -11,7 +11,7 @@ __all__ = ["load_encoder"]
 
 def __getattr__(name):
     if name == "load_encoder":
-        from byol_tf import encoder  # Lazy: importing TensorFlow takes seconds.
+        from byol_tf.serving import encoder  # Lazy: importing TensorFlow takes seconds.
 
         return encoder.load_encoder
     raise AttributeError(f"module 'byol_tf' has no attribute {name!r}")

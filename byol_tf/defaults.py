@@ -11,11 +11,18 @@ import ml_collections
 
 from byol_tf.augment import device
 from byol_tf.augment import host
+from byol_tf.data import sources
 from byol_tf.training import precision
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid."""
+
+
+# Errors whose message tells the user what to fix (a config value, a data set,
+# a missing file, a diverged run): the entry points hand them to `cli.run`,
+# which prints them as one line. An entry point adds its own classes to these.
+USER_ERRORS = (ConfigError, sources.DataError, FileNotFoundError, FloatingPointError)
 
 
 def default_config():

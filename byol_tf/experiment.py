@@ -5,7 +5,7 @@ import time
 import keras
 
 from byol_tf import defaults
-from byol_tf.data import sources
+from byol_tf import run_dir
 from byol_tf.evaluation import frozen
 from byol_tf.evaluation import results
 from byol_tf.training import builders
@@ -13,7 +13,7 @@ from byol_tf.training import distribute
 from byol_tf.training import loop
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = (defaults.ConfigError, sources.DataError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = defaults.USER_ERRORS
 
 
 def run(config, workdir, tpu=None, print_fn=print):
@@ -60,7 +60,7 @@ def evaluate(config, result, workdir, print_fn=print):
         rows.append((name, scores))
         reports[key] = _probe_result(config, result, workdir, key, scores, time.time() - started)
         suffix = "" if key == "byol" else f"_{key}"
-        results.write(reports[key], results.output_path(workdir, f"linear_probe{suffix}"))
+        results.write(reports[key], run_dir.eval_path(workdir, f"linear_probe{suffix}"))
     print_fn(frozen.format_table(rows))
     return reports
 

@@ -11,7 +11,7 @@ writes `/tmp/byol_export/1/` (then 2, 3, ...; `--version=N` picks one,
 `byol_export.json`. Existing versions are never overwritten. The SavedModel
 also fine-tunes in Keras as `keras.layers.TFSMLayer(path,
 call_endpoint="preprocessed", call_training_endpoint="preprocessed_training")`
-(see `byol_tf.export_lib`). Serve with:
+(see `byol_tf.serving.export`). Serve with:
 
     tensorflow_model_server --rest_api_port=8501 --model_name=byol \
         --model_base_path=/tmp/byol_export
@@ -25,7 +25,7 @@ from absl import app
 from absl import flags
 
 from byol_tf import cli
-from byol_tf import export_lib
+from byol_tf.serving import export as export_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (config.json, checkpoints/).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path: versions are written as <export_dir>/<N>.")

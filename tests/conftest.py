@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from byol_tf import defaults
+from byol_tf import run_dir
 from byol_tf.data import sources
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import frozen
@@ -85,7 +86,7 @@ def make_run(workdir, width=0.5, seed=0):
     sensible scale (a fresh model's moving statistics are mean 0, variance 1).
     """
     config = run_config(width)
-    checkpointing.write_config(config, workdir)
+    run_dir.write_config(config, workdir)
     keras.utils.set_random_seed(seed)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     images = next(iter(inputs.center_crops(inputs.labelled_examples(config.data, "train")[0].shuffle(

@@ -39,6 +39,19 @@ def test_steps_for_budget():
     assert cifar_budget.steps_for_budget(0.01, 30.0, 0.5) == 1  # compilation alone overruns: one step
 
 
+def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
+    config = _tiny_budget_config()
+    protocol = cifar_budget.supervised_eval_config(config, batch_size=8, epochs=3, learning_rate=0.2,
+                                                   weight_decay=5e-4, min_area=0.2)
+    ft = protocol.finetune
+    assert (ft.label_fraction, ft.epochs, ft.batch_size) == (1.0, 3, 8)
+    assert (ft.base_learning_rate, ft.weight_decay, ft.momentum, ft.nesterov) == (0.2, 5e-4, 0.9, True)
+    assert ft.bn_training
+    assert tuple(protocol.augment.area_range) == (0.2, 1.0)
+    assert protocol.augment.flip_prob == config.augment.flip_prob
+    assert protocol.seed == config.seed and protocol.eval_batch_size == 32
+
+
 def test_run_scores_three_encoders_and_resumes(tmp_path):
     data_dir = small_tree(str(tmp_path / "data"), 12, 6, CLASSES)
     workdir = str(tmp_path / "run")

@@ -1,4 +1,4 @@
-"""Tests of byol_tf.encoder: loading exported encoders, fine-tuning them, preprocessing."""
+"""Tests of byol_tf.serving.encoder: loading exported encoders, fine-tuning them, preprocessing."""
 
 import pathlib
 
@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 import byol_tf
-from byol_tf import encoder as encoder_lib
-from byol_tf import export_lib
+from byol_tf import run_dir
 from byol_tf.augment import host
+from byol_tf.serving import encoder as encoder_lib
+from byol_tf.serving import export as export_lib
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 from conftest import tiny_config
@@ -41,7 +42,7 @@ def exported(tmp_path_factory):
     """A checkpoint (random weights and BN statistics, no training) exported once."""
     config = small_config()
     workdir = str(tmp_path_factory.mktemp("run"))
-    checkpointing.write_config(config, workdir)
+    run_dir.write_config(config, workdir)
     keras.utils.set_random_seed(1)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     rng = np.random.default_rng(0)

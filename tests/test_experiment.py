@@ -3,9 +3,9 @@
 import numpy as np
 
 from byol_tf import experiment
+from byol_tf import run_dir
 from byol_tf.evaluation import frozen
 from byol_tf.evaluation import results
-from byol_tf.training import checkpointing
 from conftest import tiny_config
 
 
@@ -22,7 +22,7 @@ def test_run_writes_probe_results_in_the_protocol_schema(tmp_path):
 
     assert set(result.evaluation) == {"byol", "random_init"}
     for key, name in (("byol", "linear_probe"), ("random_init", "linear_probe_random_init")):
-        written = results.read(results.output_path(workdir, name))
+        written = results.read(run_dir.eval_path(workdir, name))
         assert written == result.evaluation[key]
         assert all(k in written for k in results.REQUIRED_KEYS)
         assert written["protocol"] == "linear" and written["dataset"] == "cifar10_sample"
@@ -33,7 +33,7 @@ def test_run_writes_probe_results_in_the_protocol_schema(tmp_path):
     assert "random init" in lines[-1] and "BYOL (step 4)" in lines[-1]
 
     # The BYOL row scores the trained encoder: the checkpointed one gives the same features.
-    model, saved_config, _ = checkpointing.restore_model(workdir)
+    model, saved_config, _ = run_dir.restore_model(workdir)
     x_train, _, x_test, _ = frozen.encoder_features(model.online_encoder, saved_config)
     live = frozen.encoder_features(result.model.online_encoder, config)
     np.testing.assert_allclose(x_test, live[2], rtol=1e-4, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests of byol_tf.export_lib and byol_tf.export: layout, signatures, fine-tuning routes, errors."""
+"""Tests of byol_tf.serving.export and byol_tf.export: layout, signatures, fine-tuning routes, errors."""
 
 import base64
 import json
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import encoder as encoder_lib
-from byol_tf import export_lib
+from byol_tf import run_dir
 from byol_tf.augment import host
 from byol_tf.models.layers import WSConv2D
+from byol_tf.serving import encoder as encoder_lib
+from byol_tf.serving import export as export_lib
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 from conftest import tiny_config
@@ -69,7 +70,7 @@ def small_config():
 
 def fresh_workdir(workdir, config, step=1):
     """A workdir with `config` and a checkpoint of a freshly built model (no training)."""
-    checkpointing.write_config(config, str(workdir))
+    run_dir.write_config(config, str(workdir))
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     checkpointing.Checkpointer(str(workdir), tf.train.Checkpoint(model=model)).save(step)
     return model
@@ -316,7 +317,7 @@ def test_missing_run_or_checkpoint(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint for step 7"):
         export_lib.export(trained["workdir"], str(tmp_path / "export"), step=7)
     workdir = tmp_path / "untrained"
-    checkpointing.write_config(trained["config"], str(workdir))
+    run_dir.write_config(trained["config"], str(workdir))
     with pytest.raises(FileNotFoundError, match="No checkpoint in"):
         export_lib.export(str(workdir), str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()

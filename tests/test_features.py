@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from byol_tf import run_dir
 from byol_tf.data import sources
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import features
 from byol_tf.evaluation import frozen
 from byol_tf.evaluation import inputs
 from byol_tf.models import resnet
-from byol_tf.training import checkpointing
 from conftest import EASY_CLASSES, STEP, run_config, shared_run, tiny_encoder
 
 
@@ -95,7 +95,7 @@ def test_train_views_are_seeded_augmented_crops():
 
 def test_make_run_restores():
     workdir, tree = shared_run()
-    model, config, step = checkpointing.restore_model(workdir)
+    model, config, step = run_dir.restore_model(workdir)
     assert step == STEP and config.data.source == "sample"
     assert sorted(os.listdir(os.path.join(tree, "test"))) == list(EASY_CLASSES)
     moving_var = [v for v in model.online_encoder.non_trainable_variables if "moving_variance" in v.path]

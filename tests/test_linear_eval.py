@@ -10,8 +10,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from byol_tf import defaults
+from byol_tf import run_dir
 from byol_tf.data import sources
-from byol_tf.training import checkpointing
 from byol_tf.evaluation import classifier
 from byol_tf.evaluation import context
 from byol_tf.evaluation import eval_config
@@ -156,7 +156,6 @@ def test_results_json_and_table(tmp_path):
     ])
     with pytest.raises(ValueError, match="missing keys"):
         results.write({"protocol": "linear"}, str(tmp_path / "bad.json"))
-    assert results.output_path("/r", "knn") == "/r/eval/knn.json"
 
 
 def test_configs_and_errors(tmp_path):
@@ -185,7 +184,7 @@ def test_configs_and_errors(tmp_path):
 
 def test_frozen_probe_after_pretraining_uses_a_random_capped_subset():
     workdir, tree = shared_run()
-    model, config, _ = checkpointing.restore_model(workdir)
+    model, config, _ = run_dir.restore_model(workdir)
     config.data.update(source="folder", data_dir=tree, eval_split="test")
     config.eval.update(linear_epochs=10, max_train_examples=150)
     result = frozen.evaluate_encoder(model.online_encoder, config, num_classes=3)

@@ -16,6 +16,7 @@ from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import inputs
+from byol_tf.training import loop
 from conftest import ROOT, load_config_module
 
 
@@ -203,3 +204,15 @@ def test_steps_per_epoch():
     assert pipeline.steps_per_epoch(50_000, 512) == 97
     with pytest.raises(ValueError, match="fewer than one global batch"):
         pipeline.steps_per_epoch(100, 256)
+
+
+def test_mix_seed_values():
+    assert pipeline.mix_seed(3, 5) == 3 * 1_000_003 + 5
+    assert pipeline.mix_seed(2**62 + 3, 5) == pipeline.mix_seed(3, 5)  # any int seed
+    assert 0 <= pipeline.mix_seed(-1, 0) < 2**62
+    assert len({pipeline.mix_seed(7, v) for v in range(100)}) == 100
+
+
+def test_resumed_runs_reseed_the_input_pipeline():
+    assert loop.data_seed(2, 0) == 2_000_006
+    assert loop.data_seed(2, 10) == 2_000_016  # not the images of the first steps again

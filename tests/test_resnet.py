@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 
 from byol_tf import defaults
-from byol_tf import encoder as encoder_lib
-from byol_tf import export_lib
+from byol_tf import run_dir
 from byol_tf.models import resnet as resnet_lib
 from byol_tf.models.layers import WSConv2D
+from byol_tf.serving import encoder as encoder_lib
+from byol_tf.serving import export as export_lib
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 from conftest import tiny_config
@@ -354,10 +355,10 @@ def test_keras_file_keeps_the_dtype_policy(tmp_path):
 
 
 def test_exported_encoder_file_is_a_resnet(tmp_path):
-    """`encoder.keras` of `byol_tf.export_lib` loads with plain Keras as the `ResNet` it was."""
+    """`encoder.keras` of `byol_tf.serving.export` loads with plain Keras as the `ResNet` it was."""
     config = tiny_config()
     workdir = str(tmp_path / "run")
-    checkpointing.write_config(config, workdir)
+    run_dir.write_config(config, workdir)
     keras.utils.set_random_seed(3)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     x = _images(8, 32)

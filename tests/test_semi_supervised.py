@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from byol_tf import run_dir
 from byol_tf.evaluation import context
 from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import inputs
@@ -92,7 +93,7 @@ def test_finetune_trains_the_encoder_and_writes_json(tmp_path):
     assert result["examples_per_class"] == [20] * 3 and result["train_examples"] == 60
     assert result["eval_examples"] == 300 and result["checkpoint_step"] == STEP
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
-    path = results.write(result, results.output_path(str(tmp_path), "finetune"))
+    path = results.write(result, run_dir.eval_path(str(tmp_path), "finetune"))
     assert path == os.path.join(tmp_path, "eval", "finetune.json")
     written = results.read(path)
     assert set(results.REQUIRED_KEYS) <= set(written) and written["epochs"] == 3

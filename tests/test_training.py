@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf.training import checkpointing
+from byol_tf import run_dir
 from byol_tf.training import loop
 from conftest import tiny_config
 
@@ -34,7 +34,7 @@ def test_end_to_end_run(tmp_path, config):
     online, target = zip(*model.target_pairs())
     assert any(not np.allclose(o.numpy(), t.numpy()) for o, t in zip(online, target))
 
-    restored, _, step = checkpointing.restore_model(str(tmp_path))
+    restored, _, step = run_dir.restore_model(str(tmp_path))
     assert step == 4
     for a, b in zip(restored.online_encoder.weights, model.online_encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -6,8 +6,8 @@ dict of plain Python numbers; rates are medians over the repeats. The stage
 reached and the repeats finished go to `bench_isolate.report_progress`, so a
 phase cut off by its time limit still reports them.
 
-The BYOL step is the library's own (`training.step.make_step_fn` inside
-`training.loop.make_loop_fn`, as `train()` wires it) fed a fixed synthetic
+The BYOL step is the library's own (`training.builders.build_training`, as
+`train()` builds it, run by `training.loop.make_loop_fn`) fed a fixed synthetic
 uint8 batch that is already in device memory, so no input pipeline is timed.
 """
 
@@ -24,7 +24,6 @@ from byol_tf.models import resnet
 from byol_tf.training import builders
 from byol_tf.training import loop as loop_lib
 from byol_tf.training import precision as precision_lib
-from byol_tf.training import step as step_lib
 
 import bench_isolate
 
@@ -108,19 +107,11 @@ def byol_step(config, precision, steps, warmup_steps, repeats, num_classes=10, j
         per-repeat `seconds`, and the last `loss` (must be finite).
     """
     batch_size, size = int(config.training.batch_size), int(config.data.image_size)
-    keras.utils.set_random_seed(config.seed)
     bench_isolate.report_progress(stage="building")
-    with precision_lib.dtype_policy(precision):
-        model = builders.build_model(config, num_classes, sync_batch_norm=False)
-        run_plan = builders.plan(config, num_examples=batch_size * 1000)
-        optimizer = builders.build_optimizer(config, run_plan)
-        optimizer.build(model.online_variables)
-        updater = builders.build_target_updater(config, run_plan)
-        updater.set_model(model)
-    updater.copy_online_to_target()
-    views = (config.augment.view1, config.augment.view2)
-    step_fn = step_lib.make_step_fn(model, optimizer, updater, views, config.seed, batch_size)
-    loop = loop_lib.make_loop_fn(tf.distribute.get_strategy(), step_fn, model.probe is not None, jit_compile)
+    strategy = tf.distribute.get_strategy()
+    built = builders.build_training(config, batch_size * 1000, num_classes, strategy, precision=precision)
+    model = built.model
+    loop = loop_lib.make_loop_fn(strategy, built.step_fn, model.probe is not None, jit_compile)
     iterator = batches or _SameBatch(synthetic_views(batch_size, size, num_classes, config.seed))
     outputs = {}
 

@@ -3,6 +3,8 @@
 import math
 import statistics
 
+from byol_tf import tables
+
 import bench_isolate
 
 MIB = 2**20
@@ -15,11 +17,9 @@ def _num(value, scale=1.0, digits=1, suffix=""):
 
 
 def _rows(rows, widths):
-    lines = []
-    for row in rows:
-        cells = [str(c) for c in row]
-        lines.append("  " + cells[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:])))
-    return lines
+    """Lines of `rows`: the first column left-aligned, the others right-aligned, in fixed `widths`."""
+    align = "l" + "r" * (len(widths) - 1)
+    return tables.aligned(rows, align=align, widths=widths, separator="", indent="  ").splitlines()
 
 
 def _seconds(value):

@@ -14,8 +14,9 @@ resumes when the same command is run again after an interruption:
    the plan; the lr and tau schedules span exactly those steps)
    -> `<workdir>/byol` (checkpoints, TensorBoard, config.json).
 3. supervised: the same encoder + a linear head trained from scratch with
-   cross-entropy (SGD, Nesterov, cosine lr, random resized crops + flips) for
-   the same minutes -> `<workdir>/supervised`.
+   cross-entropy for the same minutes: the fine-tuning protocol
+   (`evaluation.semi_supervised`: SGD, Nesterov, cosine lr, random resized
+   crops + flips) on all labels of a fresh encoder -> `<workdir>/supervised`.
 4. evaluate: each encoder frozen (BYOL's online encoder, the supervised one,
    and a random-init one with BN statistics calibrated on training images):
    a linear probe on cached centre-crop features of all training images
@@ -25,17 +26,39 @@ resumes when the same command is run again after an interruption:
 Any config value can be overridden with `--config.section.key=value`.
 """
 
+import functools
 import json
 import math
 import os
-import sys
 import time
 
-_TOOLS = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_TOOLS)
-sys.path.insert(0, _REPO)  # run from a checkout without installing
+import keras
+import ml_collections
+import tensorflow as tf
+from absl import app
+from absl import flags
 
-from absl import flags  # noqa: E402
+from byol_tf import cli
+from byol_tf import defaults
+from byol_tf import experiment
+from byol_tf import tables
+from byol_tf.data import pipeline
+from byol_tf.data import sources
+from byol_tf.evaluation import context as context_lib
+from byol_tf.evaluation import eval_config
+from byol_tf.evaluation import frozen
+from byol_tf.evaluation import inputs
+from byol_tf.evaluation import knn
+from byol_tf.evaluation import linear
+from byol_tf.evaluation import semi_supervised
+from byol_tf.training import builders
+from byol_tf.training import loop
+from byol_tf.training import precision as precision_lib
+from byol_tf.training import progress
+
+import bench_step
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PUBLIC_KNN = (200, 0.869)  # ResNet-18, CIFAR-10: kNN top-1 after 200 epochs (byol_recipe.md)
 SAFETY = 0.97  # of the budget left after compilation: input pipeline, logging, checkpoints
@@ -67,12 +90,6 @@ def calibrate(config, minutes, num_examples, supervised_min_area=0.2, steps=20, 
     Returns the plan dict. The timed steps read the same JPEG folders as the
     runs, so the input pipeline's share of the CPU is counted.
     """
-    import keras
-    import tensorflow as tf
-    from byol_tf.data import pipeline
-    from byol_tf.training import precision as precision_lib
-    import bench_step
-
     precision = precision_lib.resolve_precision(config.training.precision)
     batch = int(config.training.batch_size)
     print_fn(f"Calibrating the BYOL and supervised steps on the data (batch {batch}, {precision}) ...")
@@ -99,9 +116,6 @@ def calibrate(config, minutes, num_examples, supervised_min_area=0.2, steps=20, 
 
 def supervised_batches(config, min_area):
     """`(uint8 images, labels)` training batches: random resized crops (area >= `min_area`) + flips."""
-    import ml_collections
-    from byol_tf.evaluation import inputs
-
     d = config.data
     ds = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
     augment = ml_collections.ConfigDict({
@@ -113,8 +127,6 @@ def supervised_batches(config, min_area):
 
 def pretrain_byol(config, workdir, steps, print_fn=print):
     """BYOL for exactly `steps` steps into `workdir` (resumes); returns (result, seconds)."""
-    from byol_tf.training import loop
-
     config = config.copy_and_resolve_references()
     config.training.max_steps = int(steps)
     start = time.time()
@@ -124,26 +136,43 @@ def pretrain_byol(config, workdir, steps, print_fn=print):
 
 def fresh_encoder(config, num_classes):
     """A fresh encoder of the config's architecture (as BYOL's online encoder)."""
-    from byol_tf.training import builders
-    from byol_tf.training import precision as precision_lib
-
     with precision_lib.dtype_policy(config.training.precision):
         return builders.build_model(config, num_classes, sync_batch_norm=False).online_encoder
+
+
+class _FitSeconds(keras.callbacks.Callback):
+    """Wall-clock seconds of `Model.fit` (the training, not the test scoring)."""
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.time() - self.start
+
+
+def supervised_eval_config(config, batch_size, epochs, learning_rate, weight_decay, min_area):
+    """The fine-tuning protocol's config of the supervised run: all labels, the pretraining's data and crops."""
+    c = eval_config.get_config()
+    c.seed = config.seed
+    c.eval_batch_size = config.eval.batch_size
+    c.augment.update(area_range=(min_area, 1.0), aspect_ratio_range=tuple(config.augment.aspect_ratio_range),
+                     flip_prob=config.augment.flip_prob, crop_sampler=config.augment.crop_sampler)
+    c.finetune.update(label_fraction=1.0, epochs=epochs, batch_size=batch_size,
+                      base_learning_rate=learning_rate, weight_decay=weight_decay, bn_training=True)
+    eval_config.validate(c)
+    return c
 
 
 def train_supervised(config, workdir, steps, num_examples, num_classes, learning_rate, weight_decay, min_area,
                      print_fn=print):
     """Encoder + linear head from scratch with cross-entropy, about `steps` steps.
 
-    Returns `(encoder, report)`; the encoder's weights are saved in `workdir`
-    and reused when the phase has finished before.
+    Runs the fine-tuning protocol (`evaluation.semi_supervised.run`) on all
+    labels of a fresh encoder, with SGD and Nesterov momentum as in
+    `evaluation.classifier`. Returns `(encoder, report)`; the encoder's
+    weights are saved in `workdir` and reused when the phase has finished before.
     """
-    import keras
-    from byol_tf.evaluation import classifier
-    from byol_tf.evaluation import inputs
-    from byol_tf.training import precision as precision_lib
-
-    d, batch = config.data, int(config.training.batch_size)
+    batch = int(config.training.batch_size)
     weights = os.path.join(workdir, "encoder.weights.h5")
     report_path = os.path.join(workdir, "supervised.json")
     keras.utils.set_random_seed(config.seed + 2)
@@ -154,35 +183,25 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     os.makedirs(workdir, exist_ok=True)
     steps_per_epoch = math.ceil(num_examples / batch)
     epochs = max(1, round(steps / steps_per_epoch))
-    batches = supervised_batches(config, min_area)
-    with precision_lib.dtype_policy(config.training.precision):
-        model = classifier.build_classifier(encoder, num_classes, train_encoder=True)
-    optimizer = classifier.sgd(learning_rate, batch, epochs * steps_per_epoch, weight_decay=weight_decay)
-    classifier.compile_classifier(model, optimizer, num_classes)
+    protocol = supervised_eval_config(config, batch, epochs, learning_rate, weight_decay, min_area)
+    context = context_lib.Context(workdir=workdir, encoder=encoder, step=0, data=config.data,
+                                  strategy=tf.distribute.get_strategy())
     print_fn(f"Supervised from scratch: {epochs} epochs of {steps_per_epoch} steps ...")
-    start = time.time()
+    timer = _FitSeconds()
     backup = keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))
-    history = model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2,
-                        callbacks=[backup], shuffle=False)  # the dataset reshuffles itself
-    seconds = time.time() - start
-    test = inputs.center_crops(inputs.labelled_examples(d, d.eval_split)[0], d.image_size,
-                               d.eval_crop_fraction, config.eval.batch_size)
-    scores = classifier.evaluate(model, inputs.as_pairs(test))
-    encoder.save_weights(weights)
-    report = {"steps": epochs * steps_per_epoch, "epochs": epochs, "seconds": seconds,
+    with precision_lib.dtype_policy(config.training.precision):  # the encoder's
+        result = semi_supervised.run(context, protocol, verbose=2, callbacks=[backup, timer])
+    encoder.save_weights(weights)  # trained in place: the classifier shares it
+    report = {"steps": epochs * steps_per_epoch, "epochs": epochs, "seconds": timer.seconds,
               "learning_rate_per_256": learning_rate, "weight_decay": weight_decay,
-              "area_range": [min_area, 1.0], "test_top1_own_head": scores["top1"],
-              "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+              "area_range": [min_area, 1.0], "test_top1_own_head": result["top1"],
+              "history": result["history"]}
     _write_json(report_path, report)
     return encoder, report
 
 
 def score_encoder(encoder, config, num_classes, k=200, temperature=0.07):
     """Linear probe and kNN top-1/top-5 of a frozen encoder on the config's data."""
-    from byol_tf.evaluation import frozen
-    from byol_tf.evaluation import knn
-    from byol_tf.evaluation import linear
-
     x_train, y_train, x_test, y_test = frozen.encoder_features(encoder, config)
     probe = frozen.linear_probe(x_train, y_train, x_test, y_test, config, num_classes)
     votes = knn.knn_scores(x_train, y_train, x_test, num_classes, min(k, len(y_train)), temperature)
@@ -194,12 +213,10 @@ def score_encoder(encoder, config, num_classes, k=200, temperature=0.07):
 
 def format_table(results):
     """The Markdown table of `results["rows"]`."""
-    lines = ["| encoder | training | wall clock | linear top-1 | linear top-5 | kNN top-1 (k=200) |",
-             "|---|---|---|---|---|---|"]
-    for row in results["rows"]:
-        lines.append(f"| {row['name']} | {row['training']} | {row['wall']} | {100 * row['linear_top1']:.1f}% "
-                     f"| {100 * row['linear_top5']:.1f}% | {100 * row['knn_top1']:.1f}% |")
-    return "\n".join(lines)
+    header = ("encoder", "training", "wall clock", "linear top-1", "linear top-5", "kNN top-1 (k=200)")
+    rows = [(row["name"], row["training"], row["wall"], f"{100 * row['linear_top1']:.1f}%",
+             f"{100 * row['linear_top5']:.1f}%", f"{100 * row['knn_top1']:.1f}%") for row in results["rows"]]
+    return tables.markdown(header, rows)
 
 
 def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, supervised_min_area,
@@ -209,10 +226,6 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     Returns `None` when a stop was requested (SIGTERM) during pretraining: the
     checkpoint is saved and the same call resumes.
     """
-    from byol_tf.data import sources
-    from byol_tf.experiment import random_init_encoder
-    from byol_tf.training import progress
-
     config = config.copy_and_resolve_references()
     config.data.source = "folder"
     config.data.data_dir = data_dir
@@ -227,8 +240,6 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
         plan = calibrate(config, minutes, len(paths), supervised_min_area, print_fn=print_fn)
         _write_json(plan_path, plan)
     elif plan["minutes"] != minutes:
-        from byol_tf import defaults
-
         raise defaults.ConfigError(
             f"--minutes={minutes:g} differs from the {plan['minutes']:g} minutes planned in {plan_path}: "
             "use a new --workdir, or the same --minutes to resume.")
@@ -258,7 +269,7 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
         ("BYOL", result.model.online_encoder, f"{byol_report['epochs']:.1f} epochs BYOL", byol_report["seconds"]),
         ("supervised from scratch", supervised, f"{sup_report['epochs']} epochs cross-entropy",
          sup_report["seconds"]),
-        ("random init (BN calibrated)", random_init_encoder(config, num_classes), "none", 0.0),
+        ("random init (BN calibrated)", experiment.random_init_encoder(config, num_classes), "none", 0.0),
     ):
         start = time.time()
         scores = score_encoder(encoder, config, num_classes)
@@ -276,14 +287,9 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     return results
 
 
-_CONFIG = None
-
-
 def _define_flags():
-    from byol_tf import cli
-
-    global _CONFIG
-    _CONFIG = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_budget.py"),
+    """Defines the flags; returns the `--config` flag holder."""
+    config_flag = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_budget.py"),
                                      "BYOL config file (configs/*.py).")
     flags.DEFINE_string("data_dir", None, "Folder with train/<class>/*.jpg and test/<class>/*.jpg.")
     flags.DEFINE_string("workdir", None, "Output directory (rerun the command to resume).")
@@ -292,24 +298,18 @@ def _define_flags():
     flags.DEFINE_float("supervised_weight_decay", 5e-4, "Supervised decoupled weight decay (Keras SGD).")
     flags.DEFINE_float("supervised_min_area", 0.2, "Smallest crop area of the supervised random resized crops.")
     flags.mark_flags_as_required(["data_dir", "workdir"])
+    return config_flag
 
 
-def main(argv):
-    from absl import app
-
+def main(config_flag, argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     if f.minutes <= 0:
         raise app.UsageError(f"--minutes={f.minutes}: the budget must be positive.")
-    run(_CONFIG.value, f.data_dir, f.workdir, f.minutes, f.supervised_learning_rate,
+    run(config_flag.value, f.data_dir, f.workdir, f.minutes, f.supervised_learning_rate,
         f.supervised_weight_decay, f.supervised_min_area)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _define_flags()
-    from byol_tf import cli
-    from byol_tf import experiment
-
-    cli.run(main, experiment.USER_ERRORS)
+    cli.run(functools.partial(main, _define_flags()), defaults.USER_ERRORS)

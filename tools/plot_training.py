@@ -9,12 +9,14 @@ rate and target decay tau, each against the training step. Needs matplotlib
 """
 
 import collections
-import json
 import math
 import os
 import sys
 
 import numpy as np
+import tensorflow as tf
+
+from byol_tf import run_dir
 
 PANELS = (
     ("loss", "BYOL loss"),
@@ -28,10 +30,8 @@ PANELS = (
 
 def read_scalars(workdir):
     """Returns `{tag: (steps, values)}` from `<workdir>/train` event files."""
-    import tensorflow as tf
-
     series = collections.defaultdict(dict)
-    pattern = os.path.join(workdir, "train", "events.out.tfevents.*")
+    pattern = os.path.join(run_dir.train_dir(workdir), "events.out.tfevents.*")
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"No TensorBoard event files match {pattern}: pass the --workdir of a training run.")
@@ -45,10 +45,10 @@ def read_scalars(workdir):
 
 
 def projection_dim(workdir):
+    """The run's `config.model.projection_dim`; `None` without a readable config."""
     try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            return json.load(f)["model"]["projection_dim"]
-    except (OSError, KeyError, ValueError):
+        return run_dir.read_config(workdir).model.projection_dim
+    except (OSError, AttributeError, KeyError, ValueError):
         return None
 
 

@@ -17,6 +17,15 @@ from byol_tf.augment import host
 from byol_tf.data import sources
 
 
+def mix_seed(seed, value):
+    """Derives an int64 seed from an integer `seed` and an integer `value`.
+
+    Distinct `value`s (an input pipeline id, the step a run resumes from) give
+    distinct seed streams; the result is in `[0, 2**62)`, a plain tf.data seed.
+    """
+    return (int(seed) * 1_000_003 + int(value)) % 2**62
+
+
 def pretrain_dataset(config, batch_size, input_context=None, seed=None):
     """Returns an infinite dataset of two augmented views per image.
 
@@ -44,7 +53,7 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None):
     seed = int(config.seed if seed is None else seed) % 2**62  # any int fits in int64
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     # Distinct shuffling streams per pipeline (plain int64 seeds for tf.data).
-    shuffle_seed = (seed * 1_000_003 + pipeline_id) % 2**62
+    shuffle_seed = mix_seed(seed, pipeline_id)
     cache = bool(data.get("cache", False))
     ds, _ = sources.load_source(data, data.train_split, input_context,
                                 shuffle_files=not cache, seed=shuffle_seed)

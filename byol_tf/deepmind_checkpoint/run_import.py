@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from byol_tf import defaults
+from byol_tf import run_dir
 from byol_tf.deepmind_checkpoint.mapping import assign_byol
 from byol_tf.deepmind_checkpoint.mapping import infer_config
 from byol_tf.deepmind_checkpoint.reader import CheckpointError
@@ -44,13 +45,6 @@ def build_config(info):
     return config
 
 
-def _holds_run(workdir):
-
-
-    return (tf.io.gfile.exists(checkpointing.config_path(workdir))
-            or tf.io.gfile.exists(os.path.join(workdir, "checkpoints")))
-
-
 def import_run(checkpoint_path, workdir):
     """Turns a DeepMind BYOL checkpoint into a byol_tf run directory.
 
@@ -79,7 +73,7 @@ def import_run(checkpoint_path, workdir):
     """
 
 
-    if _holds_run(workdir):
+    if run_dir.holds_run(workdir):
         raise FileExistsError(f"{workdir} already holds a run (config.json or checkpoints/): "
                               "import into a new --workdir.")
     checkpoint = load(checkpoint_path)
@@ -100,9 +94,9 @@ def import_run(checkpoint_path, workdir):
     except CheckpointError as e:
         raise CheckpointError(f"{checkpoint_path}: {e}") from None
 
-    if _holds_run(workdir):  # appeared while we were loading
+    if run_dir.holds_run(workdir):  # appeared while we were loading
         raise FileExistsError(f"{workdir} already holds a run: import into a new --workdir.")
-    checkpointing.write_config(config, workdir)
+    run_dir.write_config(config, workdir)
     saver = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model), keep=1)
     path = saver.save(checkpoint.step)
     summary = dict(
@@ -122,4 +116,4 @@ def import_run(checkpoint_path, workdir):
     return summary
 
 
-USER_ERRORS = (CheckpointError, FileNotFoundError, FileExistsError)
+USER_ERRORS = defaults.USER_ERRORS + (CheckpointError, FileExistsError)

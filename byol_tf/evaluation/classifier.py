@@ -11,6 +11,8 @@ import warnings
 
 import keras
 
+from byol_tf import schedules
+
 
 def sgd(base_learning_rate, batch_size, total_steps, momentum=0.9, nesterov=True, weight_decay=0.0):
     """SGD with momentum and cosine decay of `base_learning_rate * batch_size / 256`.
@@ -28,7 +30,7 @@ def sgd(base_learning_rate, batch_size, total_steps, momentum=0.9, nesterov=True
         A `keras.optimizers.SGD`.
     """
     schedule = keras.optimizers.schedules.CosineDecay(
-        base_learning_rate * batch_size / 256, decay_steps=max(1, int(total_steps)))
+        schedules.scaled_learning_rate(base_learning_rate, batch_size), decay_steps=max(1, int(total_steps)))
     return keras.optimizers.SGD(
         schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None)
 
@@ -80,7 +82,7 @@ def compile_classifier(model, optimizer, num_classes):
     )
 
 
-def fit(model, train_batches, num_examples, section, num_classes, verbose=0):
+def fit(model, train_batches, num_examples, section, num_classes, verbose=0, callbacks=None):
     """Compiles `model` with `section`'s SGD and trains it for `section.epochs`.
 
     Args:
@@ -91,6 +93,7 @@ def fit(model, train_batches, num_examples, section, num_classes, verbose=0):
             `momentum`, `nesterov`, `weight_decay`.
         num_classes: number of classes.
         verbose: `Model.fit` verbosity. Defaults to `0`.
+        callbacks: optional Keras callbacks of `Model.fit`. Defaults to `None`.
 
     Returns:
         Per-epoch training history `{"loss": [...], "top1": [...], "top5": [...]}`.
@@ -101,7 +104,7 @@ def fit(model, train_batches, num_examples, section, num_classes, verbose=0):
                         section.momentum, section.nesterov, section.weight_decay)
         compile_classifier(model, optimizer, num_classes)
     history = model.fit(train_batches, epochs=section.epochs, steps_per_epoch=steps_per_epoch,
-                        shuffle=False, verbose=verbose)  # the dataset reshuffles itself
+                        shuffle=False, verbose=verbose, callbacks=callbacks)  # the dataset reshuffles itself
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 

@@ -5,8 +5,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from byol_tf import run_dir
 from byol_tf.evaluation import eval_config
-from byol_tf.training import checkpointing
 
 
 @dataclasses.dataclass
@@ -48,6 +48,6 @@ def prepare(workdir, config, step=None, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model, run_config, step = checkpointing.restore_model(workdir, step)
+        model, run_config, step = run_dir.restore_model(workdir, step)
     data = eval_config.resolve_data(config, run_config)
     return Context(workdir, model.online_encoder, step, data, strategy)

@@ -121,7 +121,7 @@ def resolve_data(config, run_config):
 
     Args:
         config: an evaluation config (`get_config()`).
-        run_config: the pretraining run's config (`checkpointing.read_config`).
+        run_config: the pretraining run's config (`run_dir.read_config`).
 
     Returns:
         An unlocked `ConfigDict` for `byol_tf.data.sources.load_source`, with

@@ -8,6 +8,7 @@ evaluation config instead.
 import keras
 import tensorflow as tf
 
+from byol_tf import tables
 from byol_tf.data import pipeline
 from byol_tf.evaluation import features
 from byol_tf.evaluation import inputs
@@ -97,8 +98,6 @@ def evaluate_encoder(encoder, config, num_classes):
 
 def format_table(rows):
     """Formats `[(name, result_dict)]` as an aligned text table."""
-    width = max(len("encoder"), *(len(name) for name, _ in rows))
-    lines = [f"{'encoder':<{width}}  top-1    top-5"]
-    for name, r in rows:
-        lines.append(f"{name:<{width}}  {100 * r['top1']:5.1f}%  {100 * r['top5']:5.1f}%")
-    return "\n".join(lines)
+    cells = [("encoder", "top-1", "top-5")]
+    cells += [(name, f"{100 * r['top1']:5.1f}%", f"{100 * r['top5']:5.1f}%") for name, r in rows]
+    return tables.aligned(cells, align="llr")  # the values have 6 characters; the headers 5

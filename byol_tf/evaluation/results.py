@@ -1,6 +1,8 @@
 """Evaluation results: the JSON file every protocol writes, and a short table.
 
-A result is a flat JSON object; accuracies are fractions in `[0, 1]`:
+A protocol writes its result to `byol_tf.run_dir.eval_path(workdir, protocol)`
+(`<workdir>/eval/<protocol>.json`) unless given another path. A result is a
+flat JSON object; accuracies are fractions in `[0, 1]`:
 
 ```
 {"protocol": "linear", "variant": "augmented", "dataset": "cifar10_sample",
@@ -16,15 +18,12 @@ import os
 
 import tensorflow as tf
 
+from byol_tf import tables
+
 REQUIRED_KEYS = (
     "protocol", "dataset", "train_split", "eval_split", "train_examples", "eval_examples",
     "num_classes", "checkpoint_step", "workdir", "top1", "top5", "epochs",
 )
-
-
-def output_path(workdir, protocol, output=None):
-    """`output` if given, else `<workdir>/eval/<protocol>.json`."""
-    return output or os.path.join(workdir, "eval", f"{protocol}.json")
 
 
 def write(result, path):
@@ -56,5 +55,4 @@ def format_table(results):
             protocol, r["dataset"], f"{r['eval_split']} ({r['eval_examples']})", str(r["checkpoint_step"]),
             str(r["epochs"]) if r["epochs"] else "-", f"{100 * r['top1']:.1f}%", f"{100 * r['top5']:.1f}%",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return tables.aligned(rows)

@@ -12,7 +12,7 @@ result = runner.evaluate("knn", "/tmp/byol_quickstart", config)
 """
 
 from byol_tf import defaults
-from byol_tf.data import sources
+from byol_tf import run_dir
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import linear_protocol
@@ -22,7 +22,7 @@ from byol_tf.evaluation import semi_supervised
 PROTOCOLS = ("linear", "finetune", "knn")
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = (defaults.ConfigError, sources.DataError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = defaults.USER_ERRORS
 
 
 def evaluate(protocol, workdir, config, step=None, output=None, strategy=None, print_fn=print, verbose=0):
@@ -53,7 +53,7 @@ def evaluate(protocol, workdir, config, step=None, output=None, strategy=None, p
         result = linear_protocol.run(context, config, verbose)
     else:
         result = semi_supervised.run(context, config, verbose)
-    path = results.write(result, results.output_path(workdir, protocol, output))
+    path = results.write(result, output or run_dir.eval_path(workdir, protocol))
     print_fn(results.format_table([result]))
     print_fn(f"Wrote {path}")
     return dict(result, output=path)

@@ -58,7 +58,7 @@ def build_model(context, num_classes, bn_training=True):
                                            bn_training=bn_training)
 
 
-def run(context, config, verbose=0, model_fn=None):
+def run(context, config, verbose=0, model_fn=None, callbacks=None):
     """Fine-tunes on the labelled subset and evaluates; returns a result dict.
 
     Args:
@@ -68,6 +68,8 @@ def run(context, config, verbose=0, model_fn=None):
         verbose: `Model.fit` verbosity. Defaults to `0`.
         model_fn: optional callback receiving the trained classifier (tests,
             export). Defaults to `None`.
+        callbacks: optional Keras callbacks of `Model.fit` (e.g.
+            `BackupAndRestore`). Defaults to `None`.
     """
     started, data, ft = time.time(), context.data, config.finetune
     ds, info, count, subset_labels = labelled_subset(data, ft.label_fraction, ft.subset_seed, config.seed)
@@ -75,7 +77,7 @@ def run(context, config, verbose=0, model_fn=None):
     model = build_model(context, num_classes, ft.bn_training)
     batches = inputs.train_views(ds, context.image_size, config.augment, ft.batch_size, config.seed,
                                  data.shuffle_buffer, data.cache)
-    history = classifier.fit(model, batches, count, ft, num_classes, verbose)
+    history = classifier.fit(model, batches, count, ft, num_classes, verbose, callbacks)
     test_ds, _, test_count = inputs.labelled_examples(data, data.eval_split)
     test = inputs.center_crops(test_ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
     scores = classifier.evaluate(model, inputs.as_pairs(test))

@@ -1,7 +1,12 @@
-"""Objects and derived hyper-parameters built from a config."""
+"""Objects and derived hyper-parameters built from a config, and the BYOL run they wire up."""
 
+import collections.abc
 import dataclasses
 import math
+
+import keras
+import tensorflow as tf
+from absl import logging
 
 from byol_tf import ema
 from byol_tf import lars
@@ -9,6 +14,8 @@ from byol_tf import schedules
 from byol_tf.data import pipeline
 from byol_tf.models import byol
 from byol_tf.models import resnet
+from byol_tf.training import precision as precision_lib
+from byol_tf.training import step as step_lib
 
 
 # Values of model keys added after the first release, for config.json files
@@ -86,3 +93,57 @@ def build_target_updater(config, run_plan):
         total_steps=run_plan.total_steps,
         schedule=config.target.schedule,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """The pieces of a BYOL run, wired together by `build_training`."""
+
+    model: byol.BYOL
+    optimizer: lars.LARS
+    target_updater: ema.MovingAverageTarget
+    plan: Plan
+    step_fn: collections.abc.Callable  # per-replica `step_fn(batch) -> dict`, see `step.make_step_fn`
+    precision: str  # the dtype policy the model was built under
+
+
+def build_training(config, num_examples, num_classes, strategy=None, precision=None):
+    """Builds the model, optimizer, target updater and step function of a run.
+
+    Seeds Keras with `config.seed`, builds the model under the precision
+    policy and `strategy.scope()`, builds the optimizer for
+    `model.online_variables`, binds the target updater to the model and sets
+    the target equal to the online network (a restored checkpoint overwrites
+    both afterwards).
+
+    Args:
+        config: a `ConfigDict` from `byol_tf.defaults.default_config()`.
+        num_examples: size of the training split (for the plan).
+        num_classes: labels of the data set, for the optional linear probe.
+        strategy: a `tf.distribute.Strategy`. Defaults to the current one.
+        precision: a `precision.PRECISIONS` entry. Defaults to
+            `config.training.precision`.
+
+    Returns:
+        A `Training`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    run_plan = plan(config, num_examples)
+    keras.utils.set_random_seed(config.seed)
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    precision = config.training.precision if precision is None else precision
+    with precision_lib.dtype_policy(precision, on_tpu) as policy, strategy.scope():
+        logging.info("Precision policy: %s", policy)
+        model = build_model(config, num_classes, sync_batch_norm=config.model.sync_batch_norm and replicas > 1)
+        optimizer = build_optimizer(config, run_plan)
+        optimizer.build(model.online_variables)
+        target_updater = build_target_updater(config, run_plan)
+        target_updater.set_model(model)
+    target_updater.copy_online_to_target()  # xi <- theta at initialization
+    view_configs = (config.augment.view1, config.augment.view2)
+    step_fn = step_lib.make_step_fn(
+        model, optimizer, target_updater, view_configs, config.seed, run_plan.global_batch_size
+    )
+    return Training(model=model, optimizer=optimizer, target_updater=target_updater, plan=run_plan,
+                    step_fn=step_fn, precision=policy)

@@ -2,18 +2,16 @@
 
 import math
 
-import keras
 import tensorflow as tf
 from absl import logging
 
 from byol_tf import defaults
+from byol_tf import run_dir
 from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
-from byol_tf.training import precision
 from byol_tf.training import progress
-from byol_tf.training import step as step_lib
 
 SUM_METRICS = ("loss", "probe_loss", "probe_hits", "probe_count")
 MEAN_METRICS = ("embedding_std", "tau")
@@ -26,7 +24,7 @@ def data_seed(seed, start_step):
     host-side shuffle and crops are reseeded by the step they start from. (The
     on-device augmentations depend only on `(seed, step)` and resume exactly.)
     """
-    return (int(seed) * 1_000_003 + int(start_step)) % (2**31 - 1)
+    return pipeline.mix_seed(seed, start_step)
 
 
 def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
@@ -80,26 +78,14 @@ def train(config, workdir, strategy=None, print_fn=None):
     replicas = strategy.num_replicas_in_sync
     defaults.validate(config, num_replicas=replicas)
     _, info = sources.load_source(config.data, config.data.train_split)
-    run_plan = builders.plan(config, info.num_examples)
-    checkpointing.write_config(config, workdir)
-    keras.utils.set_random_seed(config.seed)
-
-    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-    with precision.dtype_policy(config.training.precision, on_tpu) as policy, strategy.scope():
-        logging.info("Precision policy: %s", policy)
-        model = builders.build_model(
-            config, info.num_classes, sync_batch_norm=config.model.sync_batch_norm and replicas > 1
-        )
-        optimizer = builders.build_optimizer(config, run_plan)
-        optimizer.build(model.online_variables)
-        target_updater = builders.build_target_updater(config, run_plan)
-        target_updater.set_model(model)
+    run_dir.write_config(config, workdir)
+    built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
+    model, optimizer, run_plan = built.model, built.optimizer, built.plan
 
     checkpointer = checkpointing.Checkpointer(
         workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints
     )
-    if not checkpointer.restore_latest():
-        target_updater.copy_online_to_target()  # xi <- theta at initialization
+    checkpointer.restore_latest()  # else keeps the initialization (target = online)
     start = int(optimizer.iterations.numpy())
 
     seed = data_seed(config.seed, start)
@@ -107,11 +93,7 @@ def train(config, workdir, strategy=None, print_fn=None):
     dataset = strategy.distribute_datasets_from_function(
         lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, seed=seed)
     )
-    view_configs = (config.augment.view1, config.augment.view2)
-    step_fn = step_lib.make_step_fn(
-        model, optimizer, target_updater, view_configs, config.seed, run_plan.global_batch_size
-    )
-    loop = make_loop_fn(strategy, step_fn, model.probe is not None, config.training.jit_compile)
+    loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile)
     log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn)
 
     logging.info("Plan: %s, starting at step %d.", run_plan, start)

@@ -2,10 +2,11 @@
 
 import functools
 import math
-import os
 import time
 
 import tensorflow as tf
+
+from byol_tf import run_dir
 
 
 def format_duration(seconds):
@@ -18,7 +19,7 @@ def format_duration(seconds):
 class Progress:
     """Prints one line per logging interval and writes TensorBoard scalars.
 
-    Scalars go to `<workdir>/train`: `loss`, `probe_accuracy`, `probe_loss`,
+    Scalars go to `run_dir.train_dir(workdir)` (`<workdir>/train`): `loss`, `probe_accuracy`, `probe_loss`,
     `embedding_std` (collapse monitor), `learning_rate`, `tau`,
     `images_per_second`.
 
@@ -33,7 +34,7 @@ class Progress:
         self.total_steps = total_steps
         self.global_batch_size = global_batch_size
         self.print_fn = print_fn or functools.partial(print, flush=True)
-        self.writer = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+        self.writer = tf.summary.create_file_writer(run_dir.train_dir(workdir))
         self._last_time = None
         self._last_step = None
 

@@ -19,8 +19,8 @@ Signatures (no byol_tf code is needed to load or run them):
 
 - `serving_default`: `image_bytes` string `[B]` of encoded JPEG/PNG images ->
   `representation` float32 `[B, D]`. The recipe's evaluation preprocessing
-  (centre crop, bicubic resize, see `byol_tf.encoder.preprocess`) runs in
-  the graph. REST: `{"instances": [{"b64": "<base64 JPEG>"}]}`.
+  (centre crop, bicubic resize, see `byol_tf.serving.encoder.preprocess`)
+  runs in the graph. REST: `{"instances": [{"b64": "<base64 JPEG>"}]}`.
 - `preprocessed`: `images` float32 `[B, S, S, 3]` in `[0, 1]` ->
   `representation`.
 
@@ -54,8 +54,8 @@ import uuid
 import tensorflow as tf
 from absl import logging
 
-from byol_tf import encoder as encoder_lib
-from byol_tf.training import checkpointing
+from byol_tf.serving import encoder as encoder_lib
+from byol_tf import run_dir
 
 SERVING_SIGNATURE = "serving_default"
 PREPROCESSED_SIGNATURE = "preprocessed"
@@ -164,8 +164,8 @@ def export(workdir, export_dir, version=None, step=None):
             f"Version {version} already exists in {export_dir}; exports are never overwritten: "
             f"omit --version (next free: {next_free}) or pick an unused one."
         )
-    model, config, restored_step = checkpointing.restore_model(workdir, step)
-    checkpoint = checkpointing.checkpoint_path(workdir, restored_step)
+    model, config, restored_step = run_dir.restore_model(workdir, step)
+    checkpoint = run_dir.checkpoint_path(workdir, restored_step)
     metadata = _metadata(model, config, version, restored_step, checkpoint, workdir)
 
     tf.io.gfile.makedirs(export_dir)

@@ -1,0 +1,122 @@
+"""The run directory layout: config.json, checkpoints/, train/, eval/."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from byol_tf import defaults
+from byol_tf import run_dir
+from conftest import STEP, make_run, run_config, shared_run
+
+
+def _one_line_error(error_type, match, fn, *args):
+    with pytest.raises(error_type, match=match) as info:
+        fn(*args)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def _save_checkpoints(workdir, steps):
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(v=tf.Variable(1.0)), os.path.join(workdir, "checkpoints"), max_to_keep=None)
+    for step in steps:
+        manager.save(checkpoint_number=step)
+
+
+def test_paths():
+    assert run_dir.config_path("/r") == "/r/config.json"
+    assert run_dir.checkpoints_dir("/r") == "/r/checkpoints"
+    assert run_dir.train_dir("/r") == "/r/train"
+    assert run_dir.eval_path("/r", "knn") == "/r/eval/knn.json"
+    assert run_dir.eval_path("gs://b/run", "linear_probe") == "gs://b/run/eval/linear_probe.json"
+
+
+def test_config_round_trip(tmp_path):
+    workdir = str(tmp_path / "new" / "run")  # created by write_config
+    assert not run_dir.has_config(workdir)
+    config = run_config()
+    run_dir.write_config(config, workdir)
+    assert run_dir.has_config(workdir)
+    with open(tmp_path / "new" / "run" / "config.json") as f:
+        assert json.load(f)["model"]["depth"] == 18
+    read = run_dir.read_config(workdir)
+    assert read.to_dict() == json.loads(config.to_json())
+    assert read.data.image_size == 32 and read.model.width_multiplier == 0.5
+
+    # Same model, other training settings (e.g. a longer resumed run): overwritten.
+    config.training.max_steps = 1234
+    run_dir.write_config(config, workdir)
+    assert run_dir.read_config(workdir).training.max_steps == 1234
+
+
+def test_write_config_refuses_a_different_model(tmp_path):
+    workdir = str(tmp_path)
+    run_dir.write_config(run_config(), workdir)
+    deeper = run_config()
+    deeper.model.depth = 34
+    message = _one_line_error(defaults.ConfigError, "different config.model", run_dir.write_config, deeper, workdir)
+    assert "use a new --workdir" in message
+    larger = run_config()
+    larger.data.image_size = 64
+    _one_line_error(defaults.ConfigError, r"config.data.image_size=32: use a new --workdir",
+                    run_dir.write_config, larger, workdir)
+    assert run_dir.read_config(workdir).model.depth == 18  # the refused configs were not written
+    assert run_dir.read_config(workdir).data.image_size == 32
+
+
+def test_read_config_without_a_run(tmp_path):
+    _one_line_error(FileNotFoundError, "No training run in .*config.json is missing",
+                    run_dir.read_config, str(tmp_path))
+
+
+def test_checkpoint_paths(tmp_path):
+    workdir = str(tmp_path)
+    _one_line_error(FileNotFoundError, "No checkpoint in .*checkpoints: train first", run_dir.checkpoint_path, workdir)
+    _save_checkpoints(workdir, [3, 5])
+    assert run_dir.checkpoint_path(workdir) == os.path.join(workdir, "checkpoints", "ckpt-5")
+    assert run_dir.checkpoint_path(workdir, 3) == os.path.join(workdir, "checkpoints", "ckpt-3")
+    assert run_dir.checkpoint_path(workdir, np.int64(5)) == os.path.join(workdir, "checkpoints", "ckpt-5")
+    _one_line_error(FileNotFoundError, "No checkpoint for step 4 in", run_dir.checkpoint_path, workdir, 4)
+
+
+def test_holds_run(tmp_path):
+    assert not run_dir.holds_run(str(tmp_path / "missing"))
+    assert not run_dir.holds_run(str(tmp_path))
+    (tmp_path / "eval").mkdir()  # results alone are not a run
+    assert not run_dir.holds_run(str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    assert run_dir.holds_run(str(tmp_path))
+    with_config = tmp_path / "other"
+    run_dir.write_config(run_config(), str(with_config))
+    assert run_dir.holds_run(str(with_config))
+
+
+def test_restore_model_loads_the_saved_weights():
+    workdir, _ = shared_run()
+    model, config, step = run_dir.restore_model(workdir)
+    assert step == STEP and config.model.depth == 18 and config.model.width_multiplier == 0.5
+    assert model.probe is None
+    path = os.path.join(workdir, "checkpoints", f"ckpt-{STEP}")
+    saved = [tf.train.load_variable(path, name) for name, _ in tf.train.list_variables(path)
+             if name.startswith("model/") and name.endswith("VARIABLE_VALUE")]
+    weights = model.online_encoder.weights
+    assert weights and all(w.dtype == "float32" for w in weights)
+    for weight in weights:  # every restored weight is one of the checkpoint's arrays
+        value = weight.numpy()
+        assert any(s.shape == value.shape and np.array_equal(s, value) for s in saved), weight.path
+    again, _, again_step = run_dir.restore_model(workdir, STEP)
+    assert again_step == STEP
+    np.testing.assert_array_equal(again.online_encoder.weights[0].numpy(), weights[0].numpy())
+
+
+def test_restore_model_errors(tmp_path):
+    workdir = str(tmp_path)
+    _one_line_error(FileNotFoundError, "No training run in", run_dir.restore_model, workdir)
+    make_run(workdir, width=0.25)
+    _one_line_error(FileNotFoundError, f"No checkpoint for step {STEP + 1}", run_dir.restore_model, workdir, STEP + 1)
+    model, _, step = run_dir.restore_model(workdir)
+    assert step == STEP
+    assert model.online_encoder.output_shape[-1] == 128  # ResNet-18 x0.25: 512 / 4 features
