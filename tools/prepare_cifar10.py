@@ -48,11 +48,15 @@ def _define_flags():
     flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
     flags.DEFINE_integer("quality", 95, "JPEG quality of the written images.", 1, 100)
 
-def _check_empty(output_dir):
+def _new_staging(output_dir):
+    """Checks that `output_dir` is absent or empty; returns a new staging folder beside it."""
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise FileExistsError(f"{output_dir} already holds files: choose a new --output_dir.")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise FileExistsError(f"{output_dir} is a file: choose a new --output_dir.")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=".prepare_cifar10-", dir=parent)
 
 
 def _publish(staging, output_dir):
@@ -74,10 +78,7 @@ def write_from_tfds(output_dir, data_dir=None, quality=95, print_fn=print):
     Returns:
         `{split: {class: count}}` of the written files.
     """
-    _check_empty(output_dir)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".prepare_cifar10-", dir=parent)
+    staging = _new_staging(output_dir)
     counts = {}
     try:
         builder = tfds.builder("cifar10", data_dir=data_dir)
@@ -111,10 +112,7 @@ def extract_archive(archive, output_dir, print_fn=print):
     Returns:
         `{split: {class: count}}` of the extracted files.
     """
-    _check_empty(output_dir)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".prepare_cifar10-", dir=parent)
+    staging = _new_staging(output_dir)
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():
