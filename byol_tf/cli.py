@@ -4,6 +4,7 @@ Unknown config keys, bad values and bad data end the program with one line
 on stderr (`error: ...`) and exit code 2 or 1, never a stack trace.
 """
 
+import os
 import re
 import sys
 
@@ -46,13 +47,35 @@ def define_config_flag(default, help_text, schema="byol_tf/defaults.py"):
         _die(_unknown_key_message(e), 2)
 
 
+def _check_config_loaded():
+    """Ends the program in one line when the `--config` file failed to load.
+
+    ml_collections keeps a failed load as a value that raises `OSError` on
+    first use (deep inside the program); this checks it right after parsing.
+    """
+    if "config" not in flags.FLAGS:
+        return
+    flag = flags.FLAGS["config"]
+    try:
+        flag.value.get  # any attribute: a failed load raises OSError here
+    except OSError:
+        path = str(getattr(flag, "config_filename", "") or "")
+        file = path.split(":", 1)[0]
+        why = "cannot be imported" if file and os.path.isfile(file) else "does not exist"
+        _die(f"error: --config={path}: the config file {why}; pass an existing file such as configs/quickstart.py.", 2)
+
+
 def _parse_flags(argv):
     try:
-        return flags.FLAGS(argv)
+        parsed = flags.FLAGS(argv)
     except flags.Error as e:
         _die(f"error: {e}", 2)
     except _KEY_ERRORS as e:
         _die(_unknown_key_message(e), 2)
+    except OSError as e:  # a --config file that does not load (ml_collections)
+        _die(f"error: --config: {' '.join(str(e).split())}; pass an existing file such as configs/quickstart.py.", 2)
+    _check_config_loaded()
+    return parsed
 
 
 def run(main, user_errors=()):

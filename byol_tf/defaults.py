@@ -12,7 +12,13 @@ import ml_collections
 from byol_tf.augment import device
 from byol_tf.augment import host
 from byol_tf.data import sources
+from byol_tf.models import layers
+from byol_tf.models import resnet
 from byol_tf.training import precision
+
+
+# `models.byol.BYOL` refuses smaller images (its check has no named constant).
+MIN_IMAGE_SIZE = 8
 
 
 class ConfigError(ValueError):
@@ -110,11 +116,25 @@ def _fail(key, value, why):
     raise ConfigError(f"config.{key}={value!r}: {why}")
 
 
+def _choices(values):
+    return ", ".join(repr(v) for v in values)
+
+
 def validate(config, num_replicas=1):
     """Checks `config` and raises `ConfigError` naming the bad key and the fix."""
     m, d, t, o = config.model, config.data, config.training, config.optimizer
-    if m.norm not in ("batch", "group_ws", "none"):
-        _fail("model.norm", m.norm, "use one of 'batch', 'group_ws', 'none'")
+    if m.norm not in layers.NORMS:
+        _fail("model.norm", m.norm, f"use one of {_choices(layers.NORMS)}")
+    if isinstance(m.depth, bool) or m.depth not in resnet.BLOCKS:
+        _fail("model.depth", m.depth, f"use one of {_choices(sorted(resnet.BLOCKS))}")
+    if m.stem not in resnet.STEMS:
+        _fail("model.stem", m.stem, f"use one of {_choices(resnet.STEMS)}")
+    if m.shortcut not in resnet.SHORTCUTS:
+        _fail("model.shortcut", m.shortcut, f"use one of {_choices(resnet.SHORTCUTS)}")
+    if not m.width_multiplier > 0 or resnet.scaled_channels(64, m.width_multiplier) < 1:
+        _fail("model.width_multiplier", m.width_multiplier, "must be > 0 (e.g. 0.25, 1, 2)")
+    if d.image_size < MIN_IMAGE_SIZE:
+        _fail("data.image_size", d.image_size, f"must be >= {MIN_IMAGE_SIZE} pixels (e.g. 32 or 224)")
     if d.source not in ("tfds", "folder", "sample"):
         _fail("data.source", d.source, "use one of 'tfds', 'folder', 'sample'")
     if d.source == "folder" and not d.data_dir:
@@ -134,6 +154,9 @@ def validate(config, num_replicas=1):
         _fail("training.epochs", t.epochs, "set epochs > 0 (or training.max_steps > 0)")
     if t.steps_per_loop < 1:
         _fail("training.steps_per_loop", t.steps_per_loop, "must be >= 1")
+    for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+        if t[key] < 1:
+            _fail(f"training.{key}", t[key], "must be >= 1")
     if not 0.0 <= config.target.base_decay <= 1.0:
         _fail("target.base_decay", config.target.base_decay, "tau must be in [0, 1]")
     if o.base_learning_rate < 0 or o.weight_decay < 0:

@@ -4,6 +4,7 @@ One training run is one directory, the `--workdir` of every entry point:
 
     <workdir>/
         config.json          the run's config (`write_config`, `read_config`)
+        data.json            the training data's class count (`check_num_classes`)
         checkpoints/ckpt-N   `tf.train.CheckpointManager` checkpoints of step N
         train/               TensorBoard events of the training loop
         eval/<name>.json     evaluation results (`byol_tf.evaluation.results`)
@@ -15,6 +16,7 @@ be any `tf.io.gfile` path (local or e.g. `gs://`).
 
 import json
 import os
+import uuid
 
 import ml_collections
 import tensorflow as tf
@@ -23,6 +25,8 @@ from byol_tf import defaults
 from byol_tf.training import builders
 
 CONFIG_FILENAME = "config.json"
+DATA_INFO_FILENAME = "data.json"
+_PROBE_FILENAME = ".write_probe"
 CHECKPOINTS_DIRNAME = "checkpoints"
 TRAIN_DIRNAME = "train"
 EVAL_DIRNAME = "eval"
@@ -40,6 +44,60 @@ def config_path(workdir):
 def has_config(workdir):
     """Whether `workdir` has a `config.json`, i.e. is a training run."""
     return tf.io.gfile.exists(config_path(workdir))
+
+
+def check_writable(workdir):
+    """Creates `workdir` if needed and checks that files can be written in it.
+
+    Raises:
+        byol_tf.defaults.ConfigError: `workdir` is a file, lies under a
+            file, or is not writable.
+    """
+    if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
+        raise defaults.ConfigError(f"--workdir={workdir} is a file, not a directory: pass a directory path.")
+    probe = os.path.join(workdir, f"{_PROBE_FILENAME}-{uuid.uuid4().hex}")  # unique: several hosts may probe
+    try:
+        tf.io.gfile.makedirs(workdir)
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as e:
+        reason = " ".join(str(getattr(e, "message", None) or e).split())
+        raise defaults.ConfigError(
+            f"--workdir={workdir} is not a writable directory ({reason}): pass a directory you can write to."
+        ) from None
+
+
+def _data_info_path(workdir):
+    return os.path.join(workdir, DATA_INFO_FILENAME)
+
+
+def check_num_classes(workdir, num_classes):
+    """Refuses to resume a run in `workdir` trained on data with another class count.
+
+    The linear probe's weights have one column per class, so its checkpoint
+    does not load for data with a different count. Runs without a recorded
+    count (or data without labels, `None`) pass.
+
+    Raises:
+        byol_tf.defaults.ConfigError: the counts differ.
+    """
+    path = _data_info_path(workdir)
+    if num_classes is None or not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        recorded = json.load(f).get("num_classes")
+    if recorded is not None and recorded != num_classes:
+        raise defaults.ConfigError(
+            f"{workdir} holds a run trained on data with {recorded} classes, but the data "
+            f"(config.data) has {num_classes}: use a new --workdir."
+        )
+
+
+def write_num_classes(workdir, num_classes):
+    """Records the training data's class count in `<workdir>/data.json`."""
+    with tf.io.gfile.GFile(_data_info_path(workdir), "w") as f:
+        json.dump({"num_classes": num_classes}, f)
 
 
 def write_config(config, workdir):

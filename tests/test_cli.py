@@ -6,17 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 SAMPLE = pathlib.Path(__file__).resolve().parent.parent / "byol_tf" / "data" / "sample"
 
 
 def _train(tmp_path, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(
-        [sys.executable, "-m", "byol_tf.train", f"--workdir={tmp_path / 'run'}", *args],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    return done.returncode, done.stderr.strip().splitlines()[-1]
+    return _train_all(f"--workdir={tmp_path / 'run'}", *args)
 
 
 def test_unknown_config_key(tmp_path):
@@ -51,3 +47,51 @@ def test_batch_larger_than_the_data_set(tmp_path):
     code, line = _train(tmp_path, "--config.training.batch_size=4096")
     assert code == 1
     assert "fewer than one global batch" in line and "--config.training.batch_size" in line
+
+
+def _error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("--config.model.depth=19", "config.model.depth=19"),
+        ("--config.model.stem=tiny", "config.model.stem='tiny'"),
+        ("--config.model.width_multiplier=0", "config.model.width_multiplier=0"),
+        ("--config.model.shortcut=x", "config.model.shortcut='x'"),
+        ("--config.data.image_size=4", "config.data.image_size=4"),
+        ("--config.training.log_every_steps=0", "config.training.log_every_steps=0"),
+        ("--config.training.keep_checkpoints=0", "config.training.keep_checkpoints=0"),
+        ("--config.training.checkpoint_every_steps=0", "config.training.checkpoint_every_steps=0"),
+    ],
+)
+def test_bad_values_fail_before_training_in_one_line(tmp_path, override, key):
+    code, line = _train(tmp_path, override)
+    assert code == 1
+    assert line.startswith(f"error: {key}")
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def _train_all(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "byol_tf.train", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(_error_lines(done.stderr)) == 1, done.stderr[-2000:]
+    return done.returncode, done.stderr.strip().splitlines()[-1]
+
+
+def test_missing_config_file(tmp_path):
+    missing = tmp_path / "nope.py"
+    code, line = _train_all(f"--workdir={tmp_path / 'run'}", f"--config={missing}")
+    assert code == 2
+    assert line.startswith(f"error: --config={missing}") and "does not exist" in line
+
+
+@pytest.mark.parametrize("workdir, words", [("file.txt", "is a file"), ("file.txt/run", "not a writable directory")])
+def test_unusable_workdir(tmp_path, workdir, words):
+    (tmp_path / "file.txt").write_text("not a directory")
+    code, line = _train_all(f"--workdir={tmp_path / workdir}")
+    assert code == 1
+    assert line.startswith(f"error: --workdir={tmp_path / workdir}") and words in line

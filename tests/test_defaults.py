@@ -41,6 +41,15 @@ def test_unknown_keys_are_rejected():
         ("training.precision", "float16", "training.precision"),
         ("target.base_decay", 1.5, "target.base_decay"),
         ("training.steps_per_loop", 0, "steps_per_loop"),
+        ("model.depth", 19, r"config\.model\.depth=19: use one of 18, 34, 50, 101, 152, 200$"),
+        ("model.stem", "tiny", r"config\.model\.stem='tiny': use one of 'auto', 'imagenet', 'small'$"),
+        ("model.shortcut", "x", r"config\.model\.shortcut='x': use one of 'every_stage', 'when_needed'$"),
+        ("model.width_multiplier", 0.0, r"config\.model\.width_multiplier=0\.0: must be > 0"),
+        ("model.width_multiplier", 0.001, r"config\.model\.width_multiplier=0\.001: must be > 0"),
+        ("data.image_size", 4, r"config\.data\.image_size=4: must be >= 8"),
+        ("training.log_every_steps", 0, r"config\.training\.log_every_steps=0: must be >= 1"),
+        ("training.keep_checkpoints", 0, r"config\.training\.keep_checkpoints=0: must be >= 1"),
+        ("training.checkpoint_every_steps", 0, r"config\.training\.checkpoint_every_steps=0: must be >= 1"),
     ],
 )
 def test_bad_values_name_the_key(key, value, words):
@@ -66,3 +75,26 @@ def test_bad_view_config_is_reported_with_its_path():
     with pytest.raises(defaults.ConfigError, match="augment.view2"):
         defaults.validate(config)
 
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("model.depth", 18), ("model.depth", 200), ("model.stem", "small"), ("model.shortcut", "when_needed"),
+     ("model.width_multiplier", 0.25), ("data.image_size", 8), ("training.log_every_steps", 1),
+     ("training.keep_checkpoints", 1), ("training.checkpoint_every_steps", 1)],
+)
+def test_smallest_and_other_allowed_values_pass(key, value):
+    config = defaults.default_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    defaults.validate(config)
+
+
+def test_image_size_limit_matches_the_model():
+    from byol_tf.models import byol  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(ValueError, match="image_size"):
+        byol.BYOL(image_size=defaults.MIN_IMAGE_SIZE - 1)
+    small = dict(encoder=dict(depth=18, width_multiplier=0.25), projector_hidden_dim=8, projection_dim=4,
+                 predictor_hidden_dim=8)
+    byol.BYOL(image_size=defaults.MIN_IMAGE_SIZE, **small)  # the smallest allowed size builds

@@ -120,3 +120,44 @@ def test_restore_model_errors(tmp_path):
     model, _, step = run_dir.restore_model(workdir)
     assert step == STEP
     assert model.online_encoder.output_shape[-1] == 128  # ResNet-18 x0.25: 512 / 4 features
+
+
+def test_check_writable_creates_the_directory_and_leaves_no_probe(tmp_path):
+    workdir = tmp_path / "a" / "run"
+    run_dir.check_writable(str(workdir))
+    assert workdir.is_dir() and os.listdir(workdir) == []
+
+
+def test_check_writable_refuses_a_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    message = _one_line_error(defaults.ConfigError, "is a file", run_dir.check_writable, str(tmp_path / "file.txt"))
+    assert f"--workdir={tmp_path / 'file.txt'}" in message
+
+
+def test_check_writable_refuses_a_path_under_a_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    workdir = str(tmp_path / "file.txt" / "run")
+    message = _one_line_error(defaults.ConfigError, "not a writable directory", run_dir.check_writable, workdir)
+    assert f"--workdir={workdir}" in message
+
+
+def test_check_writable_refuses_a_directory_it_cannot_write(tmp_path, monkeypatch):
+    # chmod cannot stop root (CI runs as root), so the denial is simulated where
+    # the probe file is opened: the OS error must become the one-line ConfigError.
+    def denied(*args, **kwargs):
+        raise tf.errors.PermissionDeniedError(None, None, "Permission denied")
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", denied)
+    message = _one_line_error(defaults.ConfigError, "not a writable directory", run_dir.check_writable,
+                              str(tmp_path / "ro"))
+    assert "Permission denied" in message
+
+
+def test_check_num_classes(tmp_path):
+    workdir = str(tmp_path)
+    run_dir.check_num_classes(workdir, 10)  # nothing recorded yet
+    run_dir.write_num_classes(workdir, 10)
+    run_dir.check_num_classes(workdir, 10)
+    run_dir.check_num_classes(workdir, None)  # data without labels
+    message = _one_line_error(defaults.ConfigError, "new --workdir", run_dir.check_num_classes, workdir, 2)
+    assert "10 classes" in message and "has 2" in message

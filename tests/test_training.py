@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from byol_tf import defaults
 from byol_tf import run_dir
 from byol_tf.training import loop
-from conftest import tiny_config
+from conftest import small_tree, tiny_config
 
 
 def _train(config, workdir, lines=None):
@@ -86,3 +87,15 @@ def test_mixed_bfloat16_runs(tmp_path):
     assert math.isfinite(result.metrics["loss"])
     assert result.model.online_encoder.get_layer("stem_conv").compute_dtype == "bfloat16"
     assert result.model.online_encoder.trainable_variables[0].dtype == "float32"
+
+
+def test_resume_refuses_data_with_another_class_count(tmp_path):
+    _train(tiny_config(max_steps=2), tmp_path / "run")  # the 10-class sample
+    other = tiny_config(max_steps=4)
+    tree = small_tree(str(tmp_path / "two"), 16, 0, classes=("cat", "dog"))
+    other.data.update(source="folder", data_dir=tree, name="two")
+    with pytest.raises(defaults.ConfigError) as info:
+        _train(other, tmp_path / "run")
+    message = str(info.value)
+    assert "10 classes" in message and "has 2" in message and "new --workdir" in message and "\n" not in message
+    assert not os.path.exists(tmp_path / "run" / "checkpoints" / "ckpt-4.index")

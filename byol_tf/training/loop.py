@@ -77,8 +77,12 @@ def train(config, workdir, strategy=None, print_fn=None):
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     defaults.validate(config, num_replicas=replicas)
+    run_dir.check_writable(workdir)
     _, info = sources.load_source(config.data, config.data.train_split)
+    if config.model.linear_probe:  # the probe's checkpoint has one column per class
+        run_dir.check_num_classes(workdir, info.num_classes)
     run_dir.write_config(config, workdir)
+    run_dir.write_num_classes(workdir, info.num_classes)
     built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
     model, optimizer, run_plan = built.model, built.optimizer, built.plan
 
