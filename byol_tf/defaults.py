@@ -12,13 +12,12 @@ import ml_collections
 from byol_tf.augment import device
 from byol_tf.augment import host
 from byol_tf.data import sources
+from byol_tf.models import byol
 from byol_tf.models import layers
 from byol_tf.models import resnet
 from byol_tf.training import precision
 
-
-# `models.byol.BYOL` refuses smaller images (its check has no named constant).
-MIN_IMAGE_SIZE = 8
+MIN_IMAGE_SIZE = byol.MIN_IMAGE_SIZE
 
 
 class ConfigError(ValueError):
@@ -135,8 +134,8 @@ def validate(config, num_replicas=1):
         _fail("model.width_multiplier", m.width_multiplier, "must be > 0 (e.g. 0.25, 1, 2)")
     if d.image_size < MIN_IMAGE_SIZE:
         _fail("data.image_size", d.image_size, f"must be >= {MIN_IMAGE_SIZE} pixels (e.g. 32 or 224)")
-    if d.source not in ("tfds", "folder", "sample"):
-        _fail("data.source", d.source, "use one of 'tfds', 'folder', 'sample'")
+    if d.source not in sources.SOURCES:
+        _fail("data.source", d.source, f"use one of {_choices(sources.SOURCES)}")
     if d.source == "folder" and not d.data_dir:
         _fail("data.data_dir", d.data_dir, "an image-folder source needs --config.data.data_dir=DIR")
     if t.precision not in precision.PRECISIONS:

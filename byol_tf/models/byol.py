@@ -7,6 +7,10 @@ from byol_tf.models import heads
 from byol_tf.models import layers as layers_lib
 from byol_tf.models import resnet
 
+# Smallest input side the networks accept.
+MIN_IMAGE_SIZE = 8
+
+
 @keras.saving.register_keras_serializable(package="byol_tf")
 class BYOL(keras.Model):
     """Online and target networks of BYOL, with the predictor and a linear probe.
@@ -58,8 +62,9 @@ class BYOL(keras.Model):
                 f"Unknown encoder arguments {unknown}; valid keys are "
                 f"{list(resnet.ENCODER_KEYS)}. Received: encoder={encoder}"
             )
-        if int(image_size) < 8:
-            raise ValueError(f"`image_size` must be >= 8. Received: image_size={image_size}")
+        if int(image_size) < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"`image_size` must be >= {MIN_IMAGE_SIZE}. Received: image_size={image_size}")
         self.encoder_config = encoder
         self.image_size = int(image_size)
         self.projector_hidden_dim = int(projector_hidden_dim)
