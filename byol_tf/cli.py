@@ -13,7 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 _KEY_ERRORS = (KeyError, AttributeError)
-_schema = {"file": "byol_tf/defaults.py"}  # where the config keys are listed
+SCHEMA_FILE = "byol_tf/defaults.py"  # where every config key is listed
 
 
 def _unknown_key_message(error):
@@ -24,7 +24,7 @@ def _unknown_key_message(error):
     suggestion = f' (did you mean "{hint.group(1)}"?)' if hint else ""
     return (
         f"error: unknown config key {key!r} in a --config.* override{suggestion}; "
-        f"the keys are listed in {_schema['file']}."
+        f"the keys are listed in {SCHEMA_FILE}."
     )
 
 
@@ -33,14 +33,13 @@ def _die(message, code):
     sys.exit(code)
 
 
-def define_config_flag(default, help_text, schema="byol_tf/defaults.py"):
+def define_config_flag(default, help_text):
     """`DEFINE_config_file("config", ...)` with a locked config.
 
     ml_collections applies `--config.*` overrides while defining the flag (to
     the default file); a misspelt key then ends the program with one line
-    that points to `schema`, the file listing the keys.
+    that points to the schema, the file listing the keys.
     """
-    _schema["file"] = schema
     try:
         return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
     except _KEY_ERRORS as e:
@@ -76,6 +75,19 @@ def _parse_flags(argv):
         _die(f"error: --config: {' '.join(str(e).split())}; pass an existing file such as configs/quickstart.py.", 2)
     _check_config_loaded()
     return parsed
+
+
+def check_args(argv, **required):
+    """Refuses positional arguments and missing required flags (`name=(value, what it is)`).
+
+    Raises:
+        absl.app.UsageError: printed by absl with the usage line.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    for name, (value, what) in required.items():
+        if not value:
+            raise app.UsageError(f"--{name} is required: {what}.")
 
 
 def run(main, user_errors=()):

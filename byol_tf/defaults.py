@@ -1,23 +1,41 @@
-"""The full BYOL configuration schema, with the paper's defaults.
+"""The one configuration schema: every key of pretraining and evaluation, with the paper's defaults.
 
-Every experiment config in `configs/` starts from `default_config()` and
-overrides values; since the returned `ConfigDict` is locked, a misspelt key
-(in a config file or a `--config.a.b=value` flag) is an error, not silently a
-new key. `validate()` checks values and raises `ConfigError` with a one-line
-message naming the key and the fix.
+Every config in `configs/` starts from `default_config()` and overrides
+values; since the returned `ConfigDict` is locked, a misspelt key (in a config
+file or a `--config.a.b=value` flag) is an error, not silently a new key.
+`validate()` checks values against the modules that implement them and
+raises `ConfigError` with a one-line message naming the key and the fix.
+
+Sections: `model`, `data`, `augment`, `optimizer`, `target`, `training` (the
+pretraining run) and `evals`: the evaluation protocols (`linear`,
+`finetune`, `knn`), read both by the end-of-run evaluation
+(`evals.at_end`) and by `python -m byol_tf.evaluate --protocol=...`.
+`evals.data` values left empty take the pretraining run's data.
+
+A config file's argument after the colon may include `smoke`
+(`configs/quickstart.py:smoke`, big_vision's `runlocal`): the same code paths
+shrunk to seconds on the bundled sample (`smoke()`).
 """
 
 import ml_collections
 
+from byol_tf import presets
 from byol_tf.augment import device
 from byol_tf.augment import host
 from byol_tf.data import sources
+from byol_tf.evaluation import knn
 from byol_tf.models import byol
 from byol_tf.models import layers
 from byol_tf.models import resnet
 from byol_tf.training import precision
 
 MIN_IMAGE_SIZE = byol.MIN_IMAGE_SIZE
+
+# The evaluation protocols: one `config.evals` section each.
+PROTOCOLS = ("linear", "finetune", "knn")
+# `config.evals.data` keys whose empty value means "the pretraining run's".
+_EVAL_DATA_KEYS = ("source", "name", "data_dir", "train_split", "eval_split", "eval_crop_fraction")
+_PAPER = presets.imagenet_preset(300)
 
 
 class ConfigError(ValueError):
@@ -31,7 +49,7 @@ USER_ERRORS = (ConfigError, sources.DataError, FileNotFoundError, FloatingPointE
 
 
 def default_config():
-    """Returns the ImageNet ResNet-50 BYOL configuration (300-epoch preset)."""
+    """Returns the ImageNet ResNet-50 BYOL configuration (300-epoch preset, the paper's protocols)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -79,15 +97,15 @@ def default_config():
         view2=view2,
     )
     c.optimizer = dict(
-        base_learning_rate=0.3,  # per 256 images: lr = base * batch / 256
-        weight_decay=1e-6,
+        base_learning_rate=_PAPER.base_learning_rate,  # per 256 images: lr = base * batch / 256
+        weight_decay=_PAPER.weight_decay,
         momentum=0.9,
         eta=1e-3,
         warmup_epochs=10,
         # {regex on variable path: lr multiplier}, e.g. {"predictor": 10.0}.
         lr_multipliers={},
     )
-    c.target = dict(base_decay=0.99, schedule="cosine")  # cosine | constant
+    c.target = dict(base_decay=_PAPER.base_target_decay, schedule="cosine")  # cosine | constant
     c.training = dict(
         batch_size=4096,  # global, across all replicas
         epochs=300,
@@ -99,16 +117,105 @@ def default_config():
         precision="float32",  # float32 | mixed_bfloat16 | auto (bf16 where the hardware has it)
         jit_compile=False,  # XLA on CPU/GPU; TPU always compiles with XLA
     )
-    c.eval = dict(
-        linear_at_end=False,  # linear probe on frozen features after training
-        compare_random_init=False,  # ... and the same for a random encoder
-        batch_size=256,
-        max_train_examples=0,  # > 0 caps the cached training features
-        linear_epochs=100,
-        linear_learning_rate=0.2,
+    c.evals = dict(
+        # Protocols run after pretraining, comma-separated (e.g. "linear" or
+        # "linear,knn"); results go to <workdir>/eval/<protocol>.json.
+        at_end="",
+        compare_random_init=False,  # ... and the same for a random encoder (eval/<protocol>_random_init.json)
+        batch_size=256,  # feature extraction and test batches
+        data=dict(
+            source="",  # "" = the run's; else tfds | folder | sample
+            name="",
+            data_dir="",
+            train_split="",
+            eval_split="",
+            eval_crop_fraction=0.0,  # 0.0 = the run's
+            cache=False,  # keep the encoded training images in memory
+            shuffle_buffer=10_000,
+        ),
+        # Host-side train views of the augmented linear and fine-tuning protocols.
+        augment=dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5,
+                     crop_sampler="reference"),
+        linear=dict(
+            epochs=80,
+            batch_size=1024,
+            base_learning_rate=0.2,  # lr = base * batch / 256, cosine decay to 0
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=0.0,
+            # True: train on cached, standardized centre-crop features (fast path).
+            cache_features=False,
+            max_train_examples=0,  # > 0 caps the cached training features (a random subset)
+            # > 0: train on the rest, report on this many held-out training images
+            # (the paper sweeps the lr on 10,000): TFDS takes the last N, folders N at random.
+            holdout_examples=0,
+        ),
+        finetune=dict(
+            # Fraction of labels per class (seeded); 1.0 = the whole train split
+            # (e.g. the fixed subsets imagenet2012_subset/1pct and /10pct).
+            label_fraction=1.0,
+            subset_seed=0,
+            epochs=30,
+            batch_size=1024,
+            base_learning_rate=0.05,  # lr = base * batch / 256, cosine decay to 0
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=0.0,
+            bn_training=True,  # False freezes BN statistics and affine parameters
+        ),
+        knn=dict(
+            k=200,
+            temperature=0.07,
+            weighting="temperature",  # temperature | majority
+            max_train_examples=0,  # > 0 caps the training feature bank (a random subset)
+            query_batch_size=256,
+            train_chunk_size=65_536,
+        ),
     )
     c.lock()
     return c
+
+
+def get_config(arg=""):
+    """`default_config()`, as a config file (`--config=byol_tf/defaults.py[:smoke]`)."""
+    _, smoke_run = config_arg(arg)
+    config = default_config()
+    return smoke(config) if smoke_run else config
+
+
+def config_arg(arg):
+    """Splits a config file's argument: `"1000,smoke"` -> `(["1000"], True)`."""
+    tokens = [t.strip() for t in str(arg or "").split(",") if t.strip()]
+    return [t for t in tokens if t != "smoke"], "smoke" in tokens
+
+
+def smoke(config):
+    """Shrinks `config` to a seconds-long run of the same code paths; returns it.
+
+    A ResNet-18 x0.25 with small heads on 32-pixel images of the bundled
+    sample, float32, 4 steps of 16 in deterministic mode, and evaluation
+    protocols of an epoch or two. What the config chose otherwise (views,
+    optimizer, schedules, which protocols run at the end) is kept.
+    """
+    config.model.update(depth=18, width_multiplier=0.25, stem="small", projector_hidden_dim=64,
+                        projection_dim=32, predictor_hidden_dim=64, gn_groups=min(config.model.gn_groups, 8))
+    config.data.update(source="sample", name="cifar10_sample", data_dir=None, train_split="train",
+                       eval_split="test", image_size=32, eval_crop_fraction=1.0, cache=True,
+                       shuffle_buffer=2000, deterministic=True)
+    config.training.update(precision="float32", batch_size=16, max_steps=4, steps_per_loop=2,
+                           log_every_steps=2, checkpoint_every_steps=1000)
+    config.evals.update(batch_size=256)
+    config.evals.data.update(source="", name="", data_dir="", train_split="", eval_split="",
+                             eval_crop_fraction=0.0)
+    config.evals.linear.update(epochs=2, batch_size=64, holdout_examples=0)
+    config.evals.finetune.update(epochs=1, batch_size=16)
+    config.evals.knn.update(k=20)
+    return config
+
+
+def at_end_protocols(config):
+    """The protocols `config.evals.at_end` names, in order."""
+    return tuple(p.strip() for p in str(config.evals.at_end).split(",") if p.strip())
 
 
 def _fail(key, value, why):
@@ -169,3 +276,62 @@ def validate(config, num_replicas=1):
             device.read_view_config(config.augment[name])
         except ValueError as e:
             raise ConfigError(f"config.augment.{name}: {e}") from None
+    validate_evals(config)
+
+
+def validate_evals(config):
+    """Checks `config.evals`; raises `ConfigError` naming the bad key and the fix."""
+    e = config.evals
+    for protocol in at_end_protocols(config):
+        if protocol not in PROTOCOLS:
+            _fail("evals.at_end", e.at_end, f"name protocols among {_choices(PROTOCOLS)}, comma-separated")
+    if e.data.source not in ("",) + sources.SOURCES:
+        _fail("evals.data.source", e.data.source, f"use '' (the run's) or one of {_choices(sources.SOURCES)}")
+    if not 0.0 <= e.data.eval_crop_fraction <= 1.0:
+        _fail("evals.data.eval_crop_fraction", e.data.eval_crop_fraction, "must be in (0, 1], or 0 for the run's")
+    if e.augment.crop_sampler not in host.CROP_SAMPLERS:
+        _fail("evals.augment.crop_sampler", e.augment.crop_sampler, f"use one of {host.CROP_SAMPLERS}")
+    for section in ("linear", "finetune"):
+        s = e[section]
+        if s.epochs <= 0:
+            _fail(f"evals.{section}.epochs", s.epochs, "must be > 0")
+        if s.batch_size < 1:
+            _fail(f"evals.{section}.batch_size", s.batch_size, "must be >= 1")
+        if s.base_learning_rate <= 0 or s.weight_decay < 0:
+            _fail(f"evals.{section}", (s.base_learning_rate, s.weight_decay),
+                  "need base_learning_rate > 0 and weight_decay >= 0")
+    if e.linear.holdout_examples < 0:
+        _fail("evals.linear.holdout_examples", e.linear.holdout_examples, "must be >= 0")
+    if not 0.0 < e.finetune.label_fraction <= 1.0:
+        _fail("evals.finetune.label_fraction", e.finetune.label_fraction, "must be in (0, 1]")
+    k = e.knn
+    if k.k < 1 or k.temperature <= 0:
+        _fail("evals.knn", (k.k, k.temperature), "need k >= 1 and temperature > 0")
+    if k.weighting not in knn.WEIGHTINGS:
+        _fail("evals.knn.weighting", k.weighting, f"use one of {_choices(knn.WEIGHTINGS)}")
+    if e.batch_size < 1 or k.query_batch_size < 1 or k.train_chunk_size < 1:
+        _fail("evals.batch_size", (e.batch_size, k.query_batch_size, k.train_chunk_size),
+              "batch and chunk sizes must be >= 1")
+
+
+def eval_data(config, run_config):
+    """The data to evaluate on: `config.evals.data` values over the run's `data`.
+
+    Args:
+        config: a config whose `evals` section is used.
+        run_config: the pretraining run's config (`run_dir.read_config`).
+
+    Returns:
+        An unlocked `ConfigDict` for `byol_tf.data.sources.load_source`, with
+        the run's `image_size` (the encoder's input).
+    """
+    data = ml_collections.ConfigDict(run_config.data.to_dict())
+    for key in _EVAL_DATA_KEYS:
+        value = config.evals.data[key]
+        if value:
+            data[key] = value
+    data.cache = bool(config.evals.data.cache)
+    data.shuffle_buffer = int(config.evals.data.shuffle_buffer)
+    if not data.get("eval_crop_fraction"):
+        data.eval_crop_fraction = 1.0
+    return data

@@ -21,7 +21,6 @@ call_endpoint="preprocessed", call_training_endpoint="preprocessed_training")`
 
 import os
 
-from absl import app
 from absl import flags
 
 from byol_tf import cli
@@ -36,10 +35,8 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to export; default: 
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value or not _EXPORT_DIR.value:
-        raise app.UsageError("--workdir and --export_dir are required.")
+    cli.check_args(argv, workdir=(_WORKDIR.value, "the training run to export"),
+                   export_dir=(_EXPORT_DIR.value, "where the SavedModel versions go"))
     path = export_lib.export(_WORKDIR.value, _EXPORT_DIR.value, version=_VERSION.value, step=_STEP.value)
     base = _EXPORT_DIR.value if "://" in _EXPORT_DIR.value else os.path.abspath(_EXPORT_DIR.value)
     print(f"Exported the online encoder to {path}")

@@ -18,7 +18,6 @@ The file is read without executing anything in it (a restricted unpickler;
 no JAX, Haiku or dill needed); it must fit in memory.
 """
 
-from absl import app
 from absl import flags
 
 from byol_tf import cli
@@ -30,10 +29,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "New run directory to write (mus
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _DEEPMIND.value or not _WORKDIR.value:
-        raise app.UsageError("--deepmind and --workdir are required.")
+    cli.check_args(argv, deepmind=(_DEEPMIND.value, "the authors' checkpoint file (.pkl)"),
+                   workdir=(_WORKDIR.value, "the new run directory"))
     summary = deepmind_checkpoint.import_run(_DEEPMIND.value, _WORKDIR.value)
     print(f"Imported ResNet-{summary['depth']} x{summary['width_multiplier']} at step {summary['step']} "
           f"({summary['num_params']:,} online parameters, {summary['encoder_params']:,} in the encoder"

@@ -16,11 +16,10 @@ Re-running the same command resumes from the newest checkpoint in --workdir.
 
 import pathlib
 
-from absl import app
 from absl import flags
 
 from byol_tf import cli
-from byol_tf import experiment
+from byol_tf import pretraining
 
 _QUICKSTART = pathlib.Path(__file__).resolve().parent.parent / "configs" / "quickstart.py"
 
@@ -30,12 +29,9 @@ _TPU = flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU V
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required: the directory for checkpoints and summaries.")
-    experiment.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
+    cli.check_args(argv, workdir=(_WORKDIR.value, "the directory for checkpoints and summaries"))
+    pretraining.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
 
 
 if __name__ == "__main__":
-    cli.run(main, experiment.USER_ERRORS)
+    cli.run(main, pretraining.USER_ERRORS)

@@ -23,7 +23,8 @@ the supervised baseline runs in the same precision.
 from byol_tf import defaults
 
 
-def get_config():
+def get_config(arg=""):
+    _, smoke = defaults.config_arg(arg)
     config = defaults.default_config()
     config.model.depth = 18
     config.model.width_multiplier = 0.25
@@ -48,6 +49,8 @@ def get_config():
     config.optimizer.weight_decay = 1e-5
     config.optimizer.warmup_epochs = 1
     config.target.base_decay = 0.99
-    config.eval.batch_size = 500
-    config.eval.linear_epochs = 100
-    return config
+    # Scoring (the tool runs the protocols itself): cached features of all
+    # training images, linear probe and kNN (k=200, T=0.07).
+    config.evals.batch_size = 500
+    config.evals.linear.update(cache_features=True, epochs=100, batch_size=256)
+    return defaults.smoke(config) if smoke else config

@@ -18,7 +18,8 @@ From JPEG folders (train/<class>, test/<class>; tools/prepare_cifar10.py writes 
 from byol_tf import defaults
 
 
-def get_config(epochs="1000"):
+def get_config(arg="1000"):
+    values, smoke = defaults.config_arg(arg)
     config = defaults.default_config()
     config.model.depth = 18
     config.model.stem = "small"
@@ -31,7 +32,7 @@ def get_config(epochs="1000"):
     config.data.shuffle_buffer = 50_000
     for view in (config.augment.view1, config.augment.view2):
         view.blur_prob = 0.0
-    config.training.epochs = int(epochs)
+    config.training.epochs = int(values[0]) if values else 1000
     config.training.batch_size = 256
     config.training.steps_per_loop = 10
     config.training.log_every_steps = 50
@@ -39,6 +40,8 @@ def get_config(epochs="1000"):
     config.optimizer.base_learning_rate = 1.0
     config.optimizer.weight_decay = 1e-5
     config.target.base_decay = 0.99
-    config.eval.linear_at_end = True
-    config.eval.linear_epochs = 100
-    return config
+    config.evals.at_end = "linear,knn"
+    config.evals.batch_size = 500
+    config.evals.data.cache = True
+    config.evals.linear.update(cache_features=True, epochs=100, batch_size=256)
+    return defaults.smoke(config) if smoke else config

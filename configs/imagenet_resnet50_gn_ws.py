@@ -14,6 +14,8 @@ paper used was not verified here: it is config.model.gn_groups (default 32).
 import importlib.util
 import pathlib
 
+from byol_tf import defaults
+
 
 def _base():
     path = pathlib.Path(__file__).with_name("imagenet_resnet50.py")
@@ -23,8 +25,9 @@ def _base():
     return module
 
 
-def get_config(epochs="1000"):
-    config = _base().get_config(epochs)
+def get_config(arg="1000"):
+    values, smoke = defaults.config_arg(arg)
+    config = _base().get_config(",".join((values or ["1000"]) + (["smoke"] if smoke else [])))
     config.model.norm = "group_ws"
-    config.model.gn_groups = 32
+    config.model.gn_groups = min(32, config.model.gn_groups)  # smoke: 8
     return config

@@ -8,6 +8,16 @@ architecture with random weights. This is the default config of
 
     python -m byol_tf.train --workdir=/tmp/byol_quickstart
 
+Its `evals` section is also the quickstart's other protocols:
+
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py --protocol=knn
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
+        --protocol=finetune  # 10% of the labels (a seeded per-class sample)
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
+        --protocol=linear --config.evals.linear.cache_features=False  # the paper's augmented protocol
+
+`configs/quickstart.py:smoke` is the same run shrunk to seconds (tests use it).
+
 Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay
 (tau_base 0.97 as the paper's shortest preset), the two asymmetric views
 (blur off at 32 px, as usual for CIFAR). Precision "auto" uses bfloat16 on
@@ -20,7 +30,8 @@ little to beat random features by a clear margin (see README, Results).
 from byol_tf import defaults
 
 
-def get_config():
+def get_config(arg=""):
+    _, smoke = defaults.config_arg(arg)
     config = defaults.default_config()
     config.model.depth = 18
     config.model.width_multiplier = 0.25
@@ -48,7 +59,10 @@ def get_config():
     config.optimizer.weight_decay = 1e-5
     config.optimizer.warmup_epochs = 2
     config.target.base_decay = 0.97
-    config.eval.linear_at_end = True
-    config.eval.compare_random_init = True
-    config.eval.linear_epochs = 50
-    return config
+    config.evals.at_end = "linear"
+    config.evals.compare_random_init = True
+    config.evals.data.cache = True
+    # Linear: standardized cached centre-crop features (fast path).
+    config.evals.linear.update(cache_features=True, epochs=50, batch_size=256)
+    config.evals.finetune.update(label_fraction=0.1, epochs=30, batch_size=64)
+    return defaults.smoke(config) if smoke else config

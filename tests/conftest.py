@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs on the bundled real CIFAR-10 sample, evaluation runs."""
+"""Shared fixtures: the smoke variant of the quickstart config on the bundled real CIFAR-10 sample, evaluation runs."""
 
 import atexit
 import functools
@@ -14,10 +14,9 @@ import tensorflow as tf
 
 from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf.data import labelled
 from byol_tf.data import sources
-from byol_tf.evaluation import eval_config
-from byol_tf.evaluation import frozen
-from byol_tf.evaluation import inputs
+from byol_tf.evaluation import context as context_lib
 from byol_tf.models import resnet
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
@@ -34,20 +33,9 @@ def load_config_module(name):
 
 
 def tiny_config(**training):
-    """The quickstart config shrunk to seconds: ResNet-18 x0.25 at 32 px."""
-    config = load_config_module("quickstart").get_config()
-    config.model.width_multiplier = 0.25
-    config.model.projector_hidden_dim = 64
-    config.model.projection_dim = 32
-    config.model.predictor_hidden_dim = 64
-    config.data.deterministic = True
-    config.training.precision = "float32"
-    config.training.batch_size = 16
-    config.training.max_steps = 4
-    config.training.steps_per_loop = 2
-    config.training.log_every_steps = 2
-    config.training.checkpoint_every_steps = 1000
-    config.eval.linear_at_end = False
+    """`configs/quickstart.py:smoke` (ResNet-18 x0.25, 32 px, 4 steps) without end-of-run evaluation."""
+    config = load_config_module("quickstart").get_config("smoke")
+    config.evals.at_end = ""
     for key, value in training.items():
         config.training[key] = value
     return config
@@ -70,11 +58,9 @@ STEP = 7
 
 
 def run_config(width=0.5):
-    config = defaults.default_config()
-    config.model.update(depth=18, width_multiplier=width, stem="small", projector_hidden_dim=64,
-                        projection_dim=32, predictor_hidden_dim=64)
-    config.data.update(source="sample", name="cifar10_sample", train_split="train", eval_split="test",
-                       image_size=32, eval_crop_fraction=1.0)
+    """The smoke config (`byol_tf/defaults.py:smoke`) at encoder width `width`."""
+    config = defaults.get_config("smoke")
+    config.model.width_multiplier = width
     return config
 
 
@@ -89,9 +75,9 @@ def make_run(workdir, width=0.5, seed=0):
     run_dir.write_config(config, workdir)
     keras.utils.set_random_seed(seed)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
-    images = next(iter(inputs.center_crops(inputs.labelled_examples(config.data, "train")[0].shuffle(
+    images = next(iter(labelled.center_crops(labelled.labelled_examples(config.data, "train")[0].shuffle(
         2000, seed=seed), 32, 1.0, 512)))["image"]
-    frozen.calibrate_batch_norm(model.online_encoder, images)
+    context_lib.calibrate_batch_norm(model.online_encoder, images)
     checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(STEP)
     return config
 
@@ -123,9 +109,10 @@ def shared_run():
 
 
 def tree_config(tree, base=None):
-    """An evaluation config reading the 3-class `tree` (folder source)."""
-    config = base or eval_config.get_config()
-    config.data.update(source="folder", data_dir=tree, name="sample3", train_split="train", eval_split="test")
+    """A config whose `evals` read the 3-class `tree` (folder source); otherwise the paper's protocols."""
+    config = base or defaults.default_config()
+    config.evals.data.update(source="folder", data_dir=tree, name="sample3", train_split="train",
+                             eval_split="test")
     return config
 
 

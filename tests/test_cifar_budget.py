@@ -18,17 +18,11 @@ CLASSES = ("airplane", "automobile", "cat", "ship")
 
 
 def _tiny_budget_config():
-    config = load_config_module("cifar10_budget").get_config()
-    config.model.projector_hidden_dim = 64
-    config.model.projection_dim = 32
-    config.model.predictor_hidden_dim = 64
+    config = load_config_module("cifar10_budget").get_config("smoke")
     config.data.shuffle_buffer = 64
-    config.data.deterministic = True
     config.training.batch_size = 8
-    config.training.steps_per_loop = 2
-    config.training.log_every_steps = 2
-    config.eval.batch_size = 32
-    config.eval.linear_epochs = 3
+    config.evals.batch_size = 32
+    config.evals.linear.epochs = 3
     return config
 
 
@@ -43,13 +37,14 @@ def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
     config = _tiny_budget_config()
     protocol = cifar_budget.supervised_eval_config(config, batch_size=8, epochs=3, learning_rate=0.2,
                                                    weight_decay=5e-4, min_area=0.2)
-    ft = protocol.finetune
+    ft = protocol.evals.finetune
     assert (ft.label_fraction, ft.epochs, ft.batch_size) == (1.0, 3, 8)
     assert (ft.base_learning_rate, ft.weight_decay, ft.momentum, ft.nesterov) == (0.2, 5e-4, 0.9, True)
     assert ft.bn_training
-    assert tuple(protocol.augment.area_range) == (0.2, 1.0)
-    assert protocol.augment.flip_prob == config.augment.flip_prob
-    assert protocol.seed == config.seed and protocol.eval_batch_size == 32
+    assert tuple(protocol.evals.augment.area_range) == (0.2, 1.0)
+    assert protocol.evals.augment.flip_prob == config.augment.flip_prob
+    assert protocol.seed == config.seed and protocol.evals.batch_size == 32
+    assert tuple(config.evals.augment.area_range) == (0.08, 1.0)  # a copy: the config is unchanged
 
 
 def test_run_scores_three_encoders_and_resumes(tmp_path):
@@ -86,6 +81,11 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
     table = cifar_budget.format_table(first)
     assert table.count("\n") == 4 and "| BYOL |" in table
     assert json.loads(pathlib.Path(workdir, "results.json").read_text())["rows"] == first["rows"]
+    # Scored by the library's protocols, which wrote their results.
+    for key in ("byol", "supervised", "random_init"):
+        for protocol in ("linear", "knn"):
+            written = json.loads(pathlib.Path(workdir, "eval", f"{key}_{protocol}.json").read_text())
+            assert written["protocol"] == protocol and written["eval_examples"] == 24
 
     # Rerunning the command reuses the plan and both trained encoders: no recalibration,
     # no training, the same features.

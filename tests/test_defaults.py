@@ -1,7 +1,11 @@
+"""Tests for byol_tf.defaults: the one config schema, its validation, smoke variants and evaluation data."""
+
 import pytest
 
 from byol_tf import defaults
-from conftest import load_config_module
+from conftest import ROOT, load_config_module
+
+CONFIG_NAMES = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
 
 
 def test_configs_load_and_validate():
@@ -98,3 +102,90 @@ def test_image_size_limit_matches_the_model():
     small = dict(encoder=dict(depth=18, width_multiplier=0.25), projector_hidden_dim=8, projection_dim=4,
                  predictor_hidden_dim=8)
     byol.BYOL(image_size=defaults.MIN_IMAGE_SIZE, **small)  # the smallest allowed size builds
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_every_config_has_a_valid_smoke_variant(name):
+    full = load_config_module(name).get_config()
+    smoke = load_config_module(name).get_config("smoke")
+    defaults.validate(smoke)
+    assert smoke.data.source == "sample" and smoke.data.image_size == 32 and smoke.training.max_steps == 4
+    assert smoke.model.width_multiplier == 0.25 and smoke.training.precision == "float32"
+    # What the config chose beyond sizes is kept.
+    assert smoke.model.norm == full.model.norm and smoke.evals.at_end == full.evals.at_end
+    assert smoke.augment.to_dict() == full.augment.to_dict()
+    assert smoke.optimizer.to_dict() == full.optimizer.to_dict()
+
+
+def test_config_arguments_combine_with_smoke():
+    imagenet = load_config_module("imagenet_resnet50")
+    assert defaults.config_arg("1000,smoke") == (["1000"], True)
+    assert defaults.config_arg(None) == ([], False)
+    config = imagenet.get_config("1000,smoke")
+    assert config.optimizer.base_learning_rate == 0.2 and config.training.max_steps == 4
+    assert defaults.get_config("smoke").training.batch_size == 16
+    assert defaults.get_config().to_dict() == defaults.default_config().to_dict()
+
+
+def test_default_config_uses_the_300_epoch_preset():
+    config = load_config_module("imagenet_resnet50").get_config("300")
+    default = defaults.default_config()
+    for section in ("optimizer", "target"):
+        assert default[section].to_dict() == config[section].to_dict()
+
+
+def test_evals_defaults_are_the_papers_protocols():
+    e = defaults.default_config().evals
+    assert (e.linear.epochs, e.linear.batch_size, e.linear.base_learning_rate) == (80, 1024, 0.2)
+    assert e.linear.momentum == 0.9 and e.linear.nesterov and e.linear.weight_decay == 0.0
+    assert not e.linear.cache_features and e.at_end == ""
+    assert (e.knn.k, e.knn.temperature) == (200, 0.07)
+    finetune = load_config_module("finetune_imagenet")
+    assert finetune.get_config("10pct").evals.data.name == "imagenet2012_subset/10pct"
+    assert finetune.get_config("1pct").evals.finetune.epochs == 60
+    with pytest.raises(ValueError, match="1pct or :10pct"):
+        finetune.get_config("5pct")
+    assert load_config_module("quickstart").get_config().evals.linear.cache_features
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("evals.at_end", "linear,probe", r"config\.evals\.at_end='linear,probe': name protocols among"),
+        ("evals.linear.epochs", 0, r"config\.evals\.linear\.epochs=0: must be > 0"),
+        ("evals.finetune.label_fraction", 1.5, r"config\.evals\.finetune\.label_fraction=1\.5"),
+        ("evals.knn.weighting", "vote", r"config\.evals\.knn\.weighting='vote': use one of"),
+        ("evals.knn.k", 0, r"config\.evals\.knn=\(0, 0\.07\)"),
+        ("evals.data.source", "web", r"config\.evals\.data\.source='web'"),
+        ("evals.linear.holdout_examples", -1, r"config\.evals\.linear\.holdout_examples=-1"),
+    ],
+)
+def test_bad_evals_values_name_the_key(key, value, words):
+    config = defaults.default_config()
+    *path, name = key.split(".")
+    section = config
+    for part in path:
+        section = section[part]
+    section[name] = value
+    with pytest.raises(defaults.ConfigError, match=words):
+        defaults.validate(config)  # pretraining checks the evals too: before any work
+
+
+def test_at_end_protocols_and_misspelt_evals_keys():
+    config = defaults.default_config()
+    config.evals.at_end = " linear, knn "
+    assert defaults.at_end_protocols(config) == ("linear", "knn")
+    with pytest.raises(AttributeError):
+        config.evals.linear.learning_rate = 1.0  # locked: misspelt keys fail
+
+
+def test_eval_data_takes_the_runs_values_unless_set():
+    run = defaults.get_config("smoke")
+    config = defaults.default_config()
+    data = defaults.eval_data(config, run)
+    assert (data.source, data.train_split, data.eval_split, data.image_size) == ("sample", "train", "test", 32)
+    assert data.eval_crop_fraction == 1.0 and data.cache is False
+    config.evals.data.update(source="tfds", name="cifar100", eval_crop_fraction=0.875, cache=True)
+    data = defaults.eval_data(config, run)
+    assert (data.source, data.name, data.eval_crop_fraction, data.image_size) == ("tfds", "cifar100", 0.875, 32)
+    assert data.cache is True and run.data.source == "sample"  # the run's config is not changed

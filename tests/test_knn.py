@@ -3,15 +3,12 @@
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from byol_tf import defaults
-from byol_tf.evaluation import eval_config
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -67,18 +64,20 @@ def test_knn_argument_errors():
     x = np.ones((4, 2), np.float32)
     with pytest.raises(ValueError, match="weighting"):
         knn.knn_scores(x, [0, 1, 0, 1], x, 2, weighting="cosine")
-    config = eval_config.get_config()
-    config.knn.k = 0
-    with pytest.raises(defaults.ConfigError, match="config.knn"):
-        eval_config.validate(config)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        knn.knn_scores(x, [0, 1, 0, 1], x, 2, temperature=0.0)
+    config = defaults.default_config()
+    config.evals.knn.weighting = "cosine"
+    with pytest.raises(defaults.ConfigError, match="config.evals.knn.weighting='cosine': use one of 'temperature'"):
+        defaults.validate_evals(config)  # the allowed values are knn.WEIGHTINGS
 
 
 def test_knn_protocol_on_real_images_beats_chance():
     workdir, tree = shared_run()
     printed = io.StringIO()
     config = tree_config(tree)
-    config.knn.k = 20  # k=200 would be all of a class's 200 training images
-    result = runner.evaluate("knn", workdir, config, print_fn=lambda s: print(s, file=printed))
+    config.evals.knn.k = 20  # k=200 would be all of a class's 200 training images
+    result = runner.evaluate_run("knn", workdir, config, print_fn=lambda s: print(s, file=printed))
     written = results.read(os.path.join(workdir, "eval", "knn.json"))
     assert written == {k: v for k, v in result.items() if k != "output"}
     assert written["top1"] > 0.5, written  # chance: 1/3
@@ -93,29 +92,11 @@ def test_knn_protocol_on_real_images_beats_chance():
 
 def test_knn_protocol_on_mocked_tfds(tmp_path):
     workdir, _ = shared_run()
-    config = eval_config.get_config()
-    config.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
-    config.knn.update(k=5, weighting="majority", max_train_examples=20)
+    config = defaults.default_config()
+    config.evals.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
+    config.evals.knn.update(k=5, weighting="majority", max_train_examples=20)
     with tfds.testing.mock_data(num_examples=24):
-        result = runner.evaluate("knn", workdir, config, output=str(tmp_path / "knn.json"), print_fn=len)
+        result = runner.evaluate_run("knn", workdir, config, output=str(tmp_path / "knn.json"), print_fn=len)
     assert result["dataset"] == "cifar10" and result["variant"] == "majority"
     assert result["train_examples"] == 20 and result["eval_examples"] == 24 and result["num_classes"] == 10
     assert json.load(open(tmp_path / "knn.json"))["top5"] == result["top5"]
-
-
-@pytest.mark.slow
-def test_knn_entry_point(tmp_path):
-    workdir, tree = shared_run()
-    out = tmp_path / "k20.json"
-    ok = subprocess.run(
-        [sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={workdir}", "--config.knn.k=20",
-         "--config.data.source=folder", f"--config.data.data_dir={tree}", "--config.data.eval_split=test",
-         f"--output={out}"], capture_output=True, text=True, timeout=600)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "knn (temperature)" in ok.stdout and json.load(open(out))["hyperparameters"]["k"] == 20
-    bad = subprocess.run([sys.executable, "-m", "byol_tf.knn_eval", f"--workdir={tmp_path}/none"],
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: No training run in")
-    typo = subprocess.run([sys.executable, "-m", "byol_tf.finetune", f"--workdir={workdir}",
-                           "--config.finetune.label_fractoin=0.1"], capture_output=True, text=True, timeout=600)
-    assert typo.returncode == 2 and "label_fractoin" in typo.stderr.strip().splitlines()[-1]

@@ -1,6 +1,5 @@
 """Tests for byol_tf.data.pipeline on the bundled sample, small folders and mocked TFDS."""
 
-import collections
 import os
 import shutil
 
@@ -12,10 +11,9 @@ import tensorflow_datasets as tfds
 
 from byol_tf import defaults
 from byol_tf.augment import host
+from byol_tf.data import labelled
 from byol_tf.data import pipeline
 from byol_tf.data import sources
-from byol_tf.evaluation import eval_config
-from byol_tf.evaluation import inputs
 from byol_tf.training import loop
 from conftest import ROOT, load_config_module
 
@@ -90,38 +88,18 @@ def test_pretrain_views_use_the_configured_crop_sampler():
     assert not all(np.array_equal(batches["retry"][k], batches["reference"][k]) for k in ("view1", "view2"))
 
 
-def test_eval_train_views_use_the_configured_crop_sampler():
-    cfg = _config()
-    ds, _ = sources.load_source(cfg.data, "train")
-    ds = ds.take(16)
-    augment = ml_collections.ConfigDict(dict(cfg.augment))
-    views = {}
-    for sampler in host.CROP_SAMPLERS:
-        augment.crop_sampler = sampler
-        views[sampler] = next(iter(inputs.train_views(ds, 32, augment, 16, seed=1, shuffle_buffer=1)))[0]
-    # shuffle_buffer=1 keeps the order: example i is cropped with seed fold_in([1, 7], i).
-    for i, example in enumerate(ds):
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(
-                tf.constant([1, 7], tf.int64), tf.constant(i, tf.int64)), 2))
-        for sampler in host.CROP_SAMPLERS:
-            expected = host.random_flip(host.random_resized_crop(
-                example["image"], crop_seed, 32, sampler=sampler), flip_seed)
-            np.testing.assert_array_equal(views[sampler][i], expected)
-    assert not np.array_equal(views["retry"], views["reference"])
-
-
 def test_every_config_uses_the_reference_crop_sampler():
     names = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
-    assert len(names) >= 9
+    assert len(names) >= 6
     for name in names:
         config = load_config_module(name).get_config()
         assert config.augment.crop_sampler == "reference", name
-    for config, validate in ((defaults.default_config(), defaults.validate),
-                             (eval_config.get_config(), eval_config.validate)):
-        config.augment.crop_sampler = "torch"
-        with pytest.raises(defaults.ConfigError, match="config.augment.crop_sampler='torch'"):
-            validate(config)
+        assert config.evals.augment.crop_sampler == "reference", name
+    for section in ("augment", "evals.augment"):
+        config = defaults.default_config()
+        (config.evals.augment if section == "evals.augment" else config.augment).crop_sampler = "torch"
+        with pytest.raises(defaults.ConfigError, match=f"config.{section}.crop_sampler='torch'"):
+            defaults.validate(config)
 
 
 def test_pretrain_pipelines_see_different_data(tmp_path):
@@ -138,31 +116,9 @@ def test_pretrain_repeats_past_one_epoch(tmp_path):
     assert len(labels) == 40 and set(labels) == {0, 1, 2}  # 15 images, 40 examples
 
 
-def test_eval_covers_each_example_once():
-    cfg = _config()
-    ds, info = sources.load_source(cfg.data, "test")
-    images = pipeline.eval_dataset(cfg, "test", batch_size=300)
-    sizes, labels, pixels = [], [], []
-    for batch in images:
-        sizes.append(len(batch["label"]))
-        labels.extend(batch["label"].numpy())
-        pixels.append(batch["image"].numpy())
-    assert sizes == [300, 300, 300, 100]  # remainder kept
-    assert collections.Counter(labels) == {i: 100 for i in range(10)}
-    # 32px image, crop fraction 1.0, size 32: the decoded file itself, in file order.
-    first = tf.io.decode_jpeg(next(iter(ds))["image"]).numpy()
-    np.testing.assert_array_equal(pixels[0][0], first)
-    assert info.num_examples == sum(sizes)
-
-
-def test_eval_sharded_covers_all(tmp_path):
-    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), eval_crop_fraction=0.875)
-    counts = collections.Counter()
-    for i in range(2):
-        for batch in pipeline.eval_dataset(cfg, "train", 4, tf.distribute.InputContext(2, i, 1)):
-            assert batch["image"].shape[1:] == (32, 32, 3)
-            counts.update(batch["label"].numpy().tolist())
-    assert counts == {0: 5, 1: 5, 2: 5}
+def _center_crops(cfg, split, batch_size):
+    examples = labelled.labelled_examples(cfg.data, split)[0]
+    return labelled.center_crops(examples, cfg.data.image_size, cfg.data.eval_crop_fraction, batch_size)
 
 
 def test_truncated_jpeg_dropped_at_decode(tmp_path):
@@ -173,7 +129,7 @@ def test_truncated_jpeg_dropped_at_decode(tmp_path):
         f.write(data[: len(data) // 2])  # valid magic bytes: passes the listing check
     cfg = _config(source="folder", data_dir=root, cache=True)
     assert sources.load_source(cfg.data, "train")[1].num_examples == 16
-    seen = sum(len(b["label"]) for b in pipeline.eval_dataset(cfg, "train", 4))
+    seen = sum(len(b["label"]) for b in _center_crops(cfg, "train", 4))
     assert seen == 15
     batches = list(pipeline.pretrain_dataset(cfg, 4).take(8))  # > 2 epochs, crosses the bad file
     assert len(batches) == 8
@@ -183,7 +139,7 @@ def test_tfds_mock_encoded_and_decoded_images():
     cfg = _config(source="tfds", data_dir="/nonexistent/tfds", eval_crop_fraction=0.875)
     with tfds.testing.mock_data(num_examples=10):  # SkipDecoding: PNG bytes
         batch = _first(pipeline.pretrain_dataset(cfg, 4))
-        evaluated = sum(len(b["label"]) for b in pipeline.eval_dataset(cfg, "test", 4))
+        evaluated = sum(len(b["label"]) for b in _center_crops(cfg, "test", 4))
     assert batch["view1"].shape == (4, 32, 32, 3) and evaluated == 10
 
     def decoded_gray(self, *args, **kwargs):  # a TFDS set that yields decoded 1-channel pixels
@@ -195,7 +151,7 @@ def test_tfds_mock_encoded_and_decoded_images():
 
     with tfds.testing.mock_data(as_dataset_fn=decoded_gray):
         batch = _first(pipeline.pretrain_dataset(cfg, 4))
-        evaluated = [b["image"].shape for b in pipeline.eval_dataset(cfg, "test", 4)]
+        evaluated = [b["image"].shape for b in _center_crops(cfg, "test", 4)]
     assert batch["view2"].shape == (4, 32, 32, 3) and batch["view2"].dtype == np.uint8
     assert evaluated == [(4, 32, 32, 3), (2, 32, 32, 3)]
 

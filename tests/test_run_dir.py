@@ -31,7 +31,7 @@ def test_paths():
     assert run_dir.checkpoints_dir("/r") == "/r/checkpoints"
     assert run_dir.train_dir("/r") == "/r/train"
     assert run_dir.eval_path("/r", "knn") == "/r/eval/knn.json"
-    assert run_dir.eval_path("gs://b/run", "linear_probe") == "gs://b/run/eval/linear_probe.json"
+    assert run_dir.eval_path("gs://b/run", "linear_random_init") == "gs://b/run/eval/linear_random_init.json"
 
 
 def test_config_round_trip(tmp_path):

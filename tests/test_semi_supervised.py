@@ -1,4 +1,4 @@
-"""Tests for seeded per-class subsets and semi-supervised fine-tuning."""
+"""Tests for byol_tf.evaluation.semi_supervised: labelled subsets and fine-tuning on real images."""
 
 import os
 
@@ -6,49 +6,20 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf.data import labelled
 from byol_tf.evaluation import context
-from byol_tf.evaluation import eval_config
-from byol_tf.evaluation import inputs
 from byol_tf.evaluation import results
 from byol_tf.evaluation import semi_supervised
 from byol_tf.evaluation import subsets
 from conftest import STEP, run_config, shared_run, tree_config
 
 
-def test_per_class_sample_exact_counts_and_seeds():
-    labels = np.repeat([3, 0, 7, 1], [1000, 15, 5, 250])
-    np.random.default_rng(0).shuffle(labels)
-    picked = subsets.per_class_sample(labels, 0.1, seed=0)
-    counts = {c: int(np.sum(labels[picked] == c)) for c in (0, 1, 3, 7)}
-    assert counts == {3: 100, 0: 2, 7: 1, 1: 25}  # round half up: 1.5 -> 2, 0.5 -> 1
-    assert len(set(picked.tolist())) == len(picked) and np.all(np.diff(picked) > 0)
-    assert picked.min() >= 0 and picked.max() < len(labels)
-    np.testing.assert_array_equal(picked, subsets.per_class_sample(labels, 0.1, seed=0))
-    other = subsets.per_class_sample(labels, 0.1, seed=1)
-    assert len(other) == len(picked) and not np.array_equal(other, picked)
-    assert len(subsets.per_class_sample(labels, 1.0, seed=5)) == len(labels)
-    # A class's sample does not depend on the other classes.
-    only_3 = np.where(labels == 3, 3, -1)
-    np.testing.assert_array_equal(subsets.per_class_sample(only_3, 0.1, 0), picked[labels[picked] == 3])
-    for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match="fraction"):
-            subsets.per_class_sample(labels, bad)
-
-
-def test_random_holdout():
-    rest, held = subsets.random_holdout(100, 10, seed=3)
-    assert len(held) == 10 and len(rest) == 90 and not set(rest) & set(held)
-    np.testing.assert_array_equal(held, subsets.random_holdout(100, 10, seed=3)[1])
-    assert subsets.tfds_holdout_splits("train", 10_000) == ("train[:-10000]", "train[-10000:]")
-    with pytest.raises(ValueError, match="holdout"):
-        subsets.random_holdout(10, 10)
-
-
 def _data(**overrides):
-    config = eval_config.get_config()
-    config.data.update(**overrides)
-    return eval_config.resolve_data(config, run_config())
+    config = defaults.default_config()
+    config.evals.data.update(**overrides)
+    return defaults.eval_data(config, run_config())
 
 
 def test_per_class_sample_of_the_bundled_sample():
@@ -68,10 +39,10 @@ def test_per_class_sample_of_the_bundled_sample():
 def test_per_class_sample_of_mocked_tfds_uses_a_label_pass():
     data = _data(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
     with tfds.testing.mock_data(num_examples=60):
-        labels = inputs.split_labels(data, "train")
+        labels = labelled.split_labels(data, "train")
         ds, _, count, sub_labels = semi_supervised.labelled_subset(data, 0.5, seed=0)
         read = [ex["label"] for ex in ds.as_numpy_iterator()]
-        np.testing.assert_array_equal(labels, inputs.split_labels(data, "train"))  # same order twice
+        np.testing.assert_array_equal(labels, labelled.split_labels(data, "train"))  # same order twice
     expected = subsets.per_class_sample(labels, 0.5, seed=0)
     assert count == len(expected) == len(read)
     np.testing.assert_array_equal(read, labels[expected])
@@ -81,8 +52,8 @@ def test_per_class_sample_of_mocked_tfds_uses_a_label_pass():
 def test_finetune_trains_the_encoder_and_writes_json(tmp_path):
     workdir, tree = shared_run()
     config = tree_config(tree)
-    config.finetune.update(label_fraction=0.1, epochs=3, batch_size=10, base_learning_rate=0.2)
-    ctx = context.prepare(workdir, config)
+    config.evals.finetune.update(label_fraction=0.1, epochs=3, batch_size=10, base_learning_rate=0.2)
+    ctx = context.from_run(workdir, config)
     before = [v.numpy().copy() for v in ctx.encoder.trainable_variables]
     trained = []
     result = semi_supervised.run(ctx, config, model_fn=trained.append)

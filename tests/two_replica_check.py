@@ -48,7 +48,6 @@ from conftest import tiny_config  # noqa: E402
 
 from byol_tf.data import pipeline  # noqa: E402
 from byol_tf.training import builders  # noqa: E402
-from byol_tf.training import step as step_lib  # noqa: E402
 
 GLOBAL_BATCH = 16
 STEPS = 2
@@ -57,7 +56,6 @@ STEPS = 2
 def use_float64():
     """Builds every later layer with float64 variables and computations."""
     keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
     for name in ("Dense", "GlobalAveragePooling2D"):  # drop the library's dtype="float32"
         cls = getattr(keras.layers, name)
 
@@ -68,22 +66,15 @@ def use_float64():
         setattr(keras.layers, name, build)
 
 
-def run(config, batch, devices, sync_batch_norm=True, initial_weights=None):
+def run(config, batch, devices, sync_batch_norm=True, initial_weights=None, precision="float64"):
     strategy = tf.distribute.MirroredStrategy(devices)
-    keras.utils.set_random_seed(0)
-    with strategy.scope():
-        model = builders.build_model(config, 10, sync_batch_norm=sync_batch_norm)
-        plan = builders.plan(config, 2000)
-        optimizer = builders.build_optimizer(config, plan)
-        optimizer.build(model.online_variables)
-        updater = builders.build_target_updater(config, plan)
-        updater.set_model(model)
+    config.model.sync_batch_norm = sync_batch_norm
+    # The library's build sequence (as train() runs it), in this script's precision.
+    built = builders.build_training(config, 2000, 10, strategy, precision=precision)
+    model, step_fn = built.model, built.step_fn
     if initial_weights is not None:
         model.set_weights(initial_weights)
-    updater.copy_online_to_target()
     start = model.get_weights()
-    views = (config.augment.view1, config.augment.view2)
-    step_fn = step_lib.make_step_fn(model, optimizer, updater, views, config.seed, GLOBAL_BATCH)
     shard = GLOBAL_BATCH // len(devices)
 
     def values(ctx):
@@ -120,7 +111,8 @@ def main(mode, output, init=None, float32=False):
         batch = next(iter(pipeline.pretrain_dataset(config, GLOBAL_BATCH, seed=0)))
     batch = {k: tf.constant(v) for k, v in batch.items()}
     devices = ["/cpu:0"] if mode == "one" else ["/cpu:0", "/cpu:1"]
-    start, losses, weights = run(config, batch, devices, mode != "two_unsynced", initial)  # weights after step 1
+    precision = "float32" if float32 else "float64"
+    start, losses, weights = run(config, batch, devices, mode != "two_unsynced", initial, precision)  # after step 1
     arrays = {f"start_{i}": w for i, w in enumerate(start)}
     arrays.update({f"end_{i}": w for i, w in enumerate(weights)})
     arrays.update({f"batch_{k}": v.numpy() for k, v in batch.items()})

@@ -18,10 +18,12 @@ resumes when the same command is run again after an interruption:
    (`evaluation.semi_supervised`: SGD, Nesterov, cosine lr, random resized
    crops + flips) on all labels of a fresh encoder -> `<workdir>/supervised`.
 4. evaluate: each encoder frozen (BYOL's online encoder, the supervised one,
-   and a random-init one with BN statistics calibrated on training images):
-   a linear probe on cached centre-crop features of all training images
-   (`config.eval`) and a kNN classifier (cosine, k=200, T=0.07), both scored
-   on the test images -> `<workdir>/results.json` and a Markdown table.
+   and a random-init one with BN statistics calibrated on training images)
+   is scored with the library's protocols (`config.evals`): the linear
+   protocol on cached centre-crop features of all training images and kNN
+   (cosine, k=200, T=0.07), both on the test images (the features are
+   computed once per encoder) -> `<workdir>/eval/<encoder>_<protocol>.json`,
+   `<workdir>/results.json` and a Markdown table.
 
 Any config value can be overridden with `--config.section.key=value`.
 """
@@ -40,16 +42,12 @@ from absl import flags
 
 from byol_tf import cli
 from byol_tf import defaults
-from byol_tf import experiment
 from byol_tf import tables
+from byol_tf.data import labelled
 from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.evaluation import context as context_lib
-from byol_tf.evaluation import eval_config
-from byol_tf.evaluation import frozen
-from byol_tf.evaluation import inputs
-from byol_tf.evaluation import knn
-from byol_tf.evaluation import linear
+from byol_tf.evaluation import runner
 from byol_tf.evaluation import semi_supervised
 from byol_tf.training import builders
 from byol_tf.training import loop
@@ -117,11 +115,11 @@ def calibrate(config, minutes, num_examples, supervised_min_area=0.2, steps=20, 
 def supervised_batches(config, min_area):
     """`(uint8 images, labels)` training batches: random resized crops (area >= `min_area`) + flips."""
     d = config.data
-    ds = inputs.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
+    ds = labelled.labelled_examples(d, d.train_split, shuffle_seed=config.seed)[0]
     augment = ml_collections.ConfigDict({
         "area_range": (min_area, 1.0), "aspect_ratio_range": tuple(config.augment.aspect_ratio_range),
         "flip_prob": config.augment.flip_prob, "crop_sampler": config.augment.crop_sampler})
-    return inputs.train_views(ds, d.image_size, augment, int(config.training.batch_size), config.seed,
+    return labelled.train_views(ds, d.image_size, augment, int(config.training.batch_size), config.seed,
                               d.shuffle_buffer, d.cache)
 
 
@@ -151,15 +149,13 @@ class _FitSeconds(keras.callbacks.Callback):
 
 
 def supervised_eval_config(config, batch_size, epochs, learning_rate, weight_decay, min_area):
-    """The fine-tuning protocol's config of the supervised run: all labels, the pretraining's data and crops."""
-    c = eval_config.get_config()
-    c.seed = config.seed
-    c.eval_batch_size = config.eval.batch_size
-    c.augment.update(area_range=(min_area, 1.0), aspect_ratio_range=tuple(config.augment.aspect_ratio_range),
-                     flip_prob=config.augment.flip_prob, crop_sampler=config.augment.crop_sampler)
-    c.finetune.update(label_fraction=1.0, epochs=epochs, batch_size=batch_size,
-                      base_learning_rate=learning_rate, weight_decay=weight_decay, bn_training=True)
-    eval_config.validate(c)
+    """`config` with the fine-tuning protocol of the supervised run: all labels, the pretraining's crops."""
+    c = config.copy_and_resolve_references()
+    c.evals.augment.update(area_range=(min_area, 1.0), aspect_ratio_range=tuple(config.augment.aspect_ratio_range),
+                           flip_prob=config.augment.flip_prob, crop_sampler=config.augment.crop_sampler)
+    c.evals.finetune.update(label_fraction=1.0, epochs=epochs, batch_size=batch_size,
+                            base_learning_rate=learning_rate, weight_decay=weight_decay, bn_training=True)
+    defaults.validate_evals(c)
     return c
 
 
@@ -184,8 +180,8 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     steps_per_epoch = math.ceil(num_examples / batch)
     epochs = max(1, round(steps / steps_per_epoch))
     protocol = supervised_eval_config(config, batch, epochs, learning_rate, weight_decay, min_area)
-    context = context_lib.Context(workdir=workdir, encoder=encoder, step=0, data=config.data,
-                                  strategy=tf.distribute.get_strategy())
+    context = context_lib.Context(workdir=workdir, encoder=encoder, step=0, data=defaults.eval_data(config, config),
+                                  strategy=tf.distribute.get_strategy(), batch_size=config.evals.batch_size)
     print_fn(f"Supervised from scratch: {epochs} epochs of {steps_per_epoch} steps ...")
     timer = _FitSeconds()
     backup = keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))
@@ -200,15 +196,17 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     return encoder, report
 
 
-def score_encoder(encoder, config, num_classes, k=200, temperature=0.07):
-    """Linear probe and kNN top-1/top-5 of a frozen encoder on the config's data."""
-    x_train, y_train, x_test, y_test = frozen.encoder_features(encoder, config)
-    probe = frozen.linear_probe(x_train, y_train, x_test, y_test, config, num_classes)
-    votes = knn.knn_scores(x_train, y_train, x_test, num_classes, min(k, len(y_train)), temperature)
-    return {"linear_top1": probe["top1"], "linear_top5": probe["top5"], "linear_train_top1": probe["train_top1"],
-            "knn_top1": linear.topk_accuracy(votes, y_test, 1),
-            "knn_top5": linear.topk_accuracy(votes, y_test, min(5, num_classes)),
-            "train_examples": len(y_train), "test_examples": len(y_test)}
+def score_encoder(context, config, key, workdir):
+    """The linear protocol and kNN (`config.evals`) of a frozen encoder; `<workdir>/eval/<key>_<protocol>.json`."""
+    scores = {}
+    for protocol in ("linear", "knn"):
+        result = runner.evaluate(protocol, context, config, output=os.path.join(workdir, "eval", f"{key}_{protocol}.json"),
+                                 print_fn=lambda line: None)
+        scores.update({f"{protocol}_top1": result["top1"], f"{protocol}_top5": result["top5"],
+                       "train_examples": result["train_examples"], "test_examples": result["eval_examples"]})
+        if protocol == "linear":
+            scores["linear_train_top1"] = result["train_top1"]
+    return scores
 
 
 def format_table(results):
@@ -265,14 +263,19 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
 
     print_fn("Scoring the frozen encoders (linear probe + kNN on the test images) ...")
     rows = []
-    for name, encoder, training, seconds in (
-        ("BYOL", result.model.online_encoder, f"{byol_report['epochs']:.1f} epochs BYOL", byol_report["seconds"]),
-        ("supervised from scratch", supervised, f"{sup_report['epochs']} epochs cross-entropy",
-         sup_report["seconds"]),
-        ("random init (BN calibrated)", experiment.random_init_encoder(config, num_classes), "none", 0.0),
+    data = defaults.eval_data(config, config)
+    strategy = tf.distribute.get_strategy()
+    for key, name, make_context, training, seconds in (
+        ("byol", "BYOL", lambda: context_lib.from_run(byol_dir, config), f"{byol_report['epochs']:.1f} epochs BYOL",
+         byol_report["seconds"]),
+        ("supervised", "supervised from scratch",
+         lambda: context_lib.Context(workdir, supervised, 0, data, strategy, config.evals.batch_size),
+         f"{sup_report['epochs']} epochs cross-entropy", sup_report["seconds"]),
+        ("random_init", "random init (BN calibrated)", lambda: context_lib.random_init(workdir, config),
+         "none", 0.0),
     ):
         start = time.time()
-        scores = score_encoder(encoder, config, num_classes)
+        scores = score_encoder(make_context(), config, key, workdir)
         print_fn(f"  {name}: linear {100 * scores['linear_top1']:.1f}%, kNN {100 * scores['knn_top1']:.1f}% "
                  f"({time.time() - start:.0f} s)")
         rows.append(dict(scores, name=name, training=training, seconds=seconds,

@@ -1,7 +1,8 @@
-"""Per-pipeline tf.data input pipelines: two uint8 views for pretraining, centre crops for eval.
+"""The pretraining input pipeline: two uint8 views per image, per input pipeline (host).
 
 Images leave the host as uint8 `[B, S, S, 3]`; colour augmentations and the conversion to
-float run on the device (`byol_tf.augment.device`).
+float run on the device (`byol_tf.augment.device`). The evaluation protocols' labelled
+pipelines (centre crops, single augmented views) are in `byol_tf.data.labelled`.
 
 Example:
 
@@ -80,36 +81,6 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None):
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(_options(bool(data.get("deterministic", False))))
-
-
-def eval_dataset(config, split, batch_size, input_context=None):
-    """Returns one deterministic pass over `split` with the recipe's centre crop.
-
-    Every example of this pipeline's shard appears exactly once; the last batch may be
-    smaller (`drop_remainder=False`). Undecodable images are dropped with a warning.
-
-    Args:
-        config: experiment ConfigDict; reads `config.data` (`source`, `name`, `data_dir`,
-            `image_size`, `eval_crop_fraction`).
-        split: split name, e.g. `config.data.eval_split`.
-        batch_size: examples per batch for this input pipeline.
-        input_context: optional `tf.distribute.InputContext`. Defaults to `None`.
-
-    Returns:
-        A `tf.data.Dataset` of `{"image": uint8[B,S,S,3], "label": int32[B]}`.
-    """
-    data = config.data
-    ds, _ = sources.load_source(data, split, input_context)
-    size, fraction = int(data.image_size), float(data.eval_crop_fraction)
-
-    def crop(example):
-        image = host.center_crop(example["image"], size, crop_fraction=fraction)
-        return {"image": image, "label": example["label"]}
-
-    ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.ignore_errors(log_warning=True)
-    ds = ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options(deterministic=True))
 
 
 def steps_per_epoch(num_examples, global_batch_size):

@@ -55,24 +55,39 @@ def load_source(data_config, split, input_context=None, *, shuffle_files=False, 
             to `False` (sorted, deterministic order).
         seed: int seed for `shuffle_files`. Defaults to `None`.
     """
-    source = data_config.source
-    if source == "tfds":
+    if data_config.source == "tfds":
         return _load_tfds(data_config, split, input_context, shuffle_files, seed)
+    root, name = image_folder(data_config)
+    check = data_config.get("check_files", True)
+    return _load_folder(root, split, name, input_context, shuffle_files, seed, check)
+
+
+def image_folder(data_config):
+    """`(root, name)` of a folder or sample source.
+
+    Raises:
+        DataError: a folder source without `data_dir`, or an unknown or TFDS source.
+    """
+    source = data_config.source
     if source == "folder":
         if not data_config.data_dir:
             raise DataError(
                 "data.data_dir is not set for source 'folder': set "
                 "--config.data.data_dir to the image-folder root (root/<split>/<class>/*.jpg)."
             )
-        root, name = data_config.data_dir, data_config.get("name") or "folder"
-    elif source == "sample":
-        root, name = sample_dir(), "cifar10_sample"
-    else:
+        return data_config.data_dir, data_config.get("name") or "folder"
+    if source == "sample":
+        return sample_dir(), "cifar10_sample"
+    if source not in SOURCES:
         raise DataError(
             f"Unknown data source {source!r}: set --config.data.source to one of {', '.join(SOURCES)}."
         )
-    check = data_config.get("check_files", True)
-    return _load_folder(root, split, name, input_context, shuffle_files, seed, check)
+    raise DataError(f"Source {source!r} is not an image folder ('folder' and 'sample' are).")
+
+
+def is_image_folder(data_config):
+    """Whether `data_config.source` reads an image folder (`folder`, `sample`)."""
+    return data_config.source in ("folder", "sample")
 
 
 def sample_dir():

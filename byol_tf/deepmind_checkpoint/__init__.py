@@ -27,11 +27,11 @@ moving average its inference mode uses), so inference-mode features of the
 imported encoder equal the reference's.
 """
 
+from byol_tf.deepmind_checkpoint.architecture import encoder_prefix
+from byol_tf.deepmind_checkpoint.architecture import infer_config
 from byol_tf.deepmind_checkpoint.mapping import assign_byol
 from byol_tf.deepmind_checkpoint.mapping import assign_encoder
 from byol_tf.deepmind_checkpoint.mapping import encoder_layer_map
-from byol_tf.deepmind_checkpoint.mapping import encoder_prefix
-from byol_tf.deepmind_checkpoint.mapping import infer_config
 from byol_tf.deepmind_checkpoint.reader import CHECKPOINT_FIELDS
 from byol_tf.deepmind_checkpoint.reader import CheckpointError
 from byol_tf.deepmind_checkpoint.reader import DeepMindCheckpoint

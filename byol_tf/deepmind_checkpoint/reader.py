@@ -11,6 +11,7 @@ import keyword
 import pickle
 
 import numpy as np
+import tensorflow as tf
 
 CHECKPOINT_FIELDS = ("online_params", "target_params", "online_state", "target_state", "opt_state")
 
@@ -351,8 +352,6 @@ def load(path):
         CheckpointError: the file is truncated, corrupt, refers to a foreign
             global, or is not a BYOL checkpoint (one-line message).
     """
-    import tensorflow as tf
-
     if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"No such checkpoint file: {path}")
     # Streamed (not read into one buffer): peak memory is about the file size.

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf.deepmind_checkpoint.architecture import infer_config
 from byol_tf.deepmind_checkpoint.mapping import assign_byol
-from byol_tf.deepmind_checkpoint.mapping import infer_config
 from byol_tf.deepmind_checkpoint.reader import CheckpointError
 from byol_tf.deepmind_checkpoint.reader import load
 from byol_tf.training import builders

@@ -1,7 +1,7 @@
 """A linear head on an encoder, trained with the evaluation protocols' SGD.
 
-Shared by the augmented linear protocol (frozen encoder) and semi-supervised
-fine-tuning (trainable encoder). Training and testing go through
+Shared by the linear protocol (a frozen encoder, or a head alone on cached
+features) and semi-supervised fine-tuning (trainable encoder). Training and testing go through
 `Model.fit` / `Model.evaluate`, so a `tf.distribute` strategy applies when the
 model is built in its scope.
 """
@@ -12,6 +12,7 @@ import warnings
 import keras
 
 from byol_tf import schedules
+from byol_tf.evaluation import metrics
 
 
 def sgd(base_learning_rate, batch_size, total_steps, momentum=0.9, nesterov=True, weight_decay=0.0):
@@ -75,10 +76,7 @@ def compile_classifier(model, optimizer, num_classes):
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[
-            keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes), name="top5"),
-        ],
+        metrics=metrics.keras_metrics(num_classes),
     )
 
 
@@ -87,7 +85,7 @@ def fit(model, train_batches, num_examples, section, num_classes, verbose=0, cal
 
     Args:
         model: from `build_classifier`.
-        train_batches: infinite dataset from `inputs.train_views`.
+        train_batches: infinite dataset from `byol_tf.data.labelled.train_views`.
         num_examples: labelled training examples (one epoch).
         section: ConfigDict with `epochs`, `batch_size`, `base_learning_rate`,
             `momentum`, `nesterov`, `weight_decay`.

@@ -1,4 +1,4 @@
-"""k-nearest-neighbour evaluation of a frozen encoder (cosine similarity).
+"""The kNN evaluation protocol: k-nearest-neighbour votes on frozen features (cosine similarity).
 
 Every test image votes with its `k` most similar training images (cosine
 similarity of centre-crop features). With `weighting="temperature"` a
@@ -23,10 +23,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from byol_tf.evaluation import eval_config
-from byol_tf.evaluation import features
-from byol_tf.evaluation import inputs
-from byol_tf.evaluation import linear
+from byol_tf.data import labelled
+from byol_tf.evaluation import metrics
+
+WEIGHTINGS = ("temperature", "majority")
 
 
 def nearest_neighbours(train_features, test_features, k, query_batch_size=256, train_chunk_size=65_536):
@@ -74,8 +74,8 @@ def knn_scores(train_features, train_labels, test_features, num_classes, k=200, 
     Returns:
         float64 array `[M, num_classes]` of summed votes.
     """
-    if weighting not in eval_config.WEIGHTINGS:
-        raise ValueError(f"`weighting` must be one of {eval_config.WEIGHTINGS}. Received: weighting={weighting!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"`weighting` must be one of {WEIGHTINGS}. Received: weighting={weighting!r}")
     if k < 1 or temperature <= 0:
         raise ValueError(f"Need k >= 1 and temperature > 0. Received: k={k}, temperature={temperature}")
     train_labels = np.asarray(train_labels, np.int64)
@@ -89,38 +89,32 @@ def knn_scores(train_features, train_labels, test_features, num_classes, k=200, 
     return scores.reshape(len(index), num_classes)
 
 
-def run(context, config):
+def run(context, config, verbose=0):
     """The kNN protocol on `context`'s data; returns a result dict (`results`).
 
     Args:
-        context: from `context.prepare`.
-        config: the evaluation config (reads `knn`, `eval_batch_size`).
+        context: an `evaluation.context.Context`.
+        config: a config; reads `evals.knn` and `seed`.
+        verbose: unused (nothing is trained); the protocols share one
+            signature. Defaults to `0`.
     """
-    started, data, knn = time.time(), context.data, config.knn
-
-    def crops(ds):
-        return inputs.center_crops(ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
-
-    # A capped bank is a random subset (folder lists are sorted by class).
-    shuffle_seed = config.seed if knn.max_train_examples else None
-    train, train_info, _ = inputs.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed)
-    x_train, y_train = features.extract_features(
-        context.encoder, crops(train), knn.max_train_examples, context.strategy)
-    test = inputs.labelled_examples(data, data.eval_split)[0]
-    x_test, y_test = features.extract_features(context.encoder, crops(test), strategy=context.strategy)
-    num_classes = inputs.num_classes(train_info)
+    del verbose
+    started, data, knn = time.time(), context.data, config.evals.knn
+    info = labelled.labelled_examples(data, data.train_split)[1]
+    num_classes = labelled.num_classes(info)
+    x_train, y_train = context.split_features(data.train_split, knn.max_train_examples, config.seed)
+    x_test, y_test = context.split_features(data.eval_split)
     k = min(knn.k, len(y_train))
     if k < knn.k:
-        logging.warning("knn.k=%d is more than the %d training examples: using k=%d.", knn.k, len(y_train), k)
+        logging.warning("evals.knn.k=%d is more than the %d training examples: using k=%d.", knn.k, len(y_train), k)
     scores = knn_scores(x_train, y_train, x_test, num_classes, k, knn.temperature, knn.weighting,
                         knn.query_batch_size, knn.train_chunk_size)
     return {
-        "protocol": "knn", "variant": knn.weighting, "dataset": train_info.name,
-        "train_split": data.train_split, "eval_split": data.eval_split,
+        "protocol": "knn", "variant": ", ".join(filter(None, (knn.weighting, context.variant))),
+        "dataset": info.name, "train_split": data.train_split, "eval_split": data.eval_split,
         "train_examples": len(y_train), "eval_examples": len(y_test), "num_classes": num_classes,
         "checkpoint_step": context.step, "workdir": context.workdir,
-        "top1": linear.topk_accuracy(scores, y_test, 1),
-        "top5": linear.topk_accuracy(scores, y_test, min(5, num_classes)),
+        **metrics.accuracies(scores, y_test, num_classes),
         "epochs": 0, "hyperparameters": dict(knn.to_dict(), k=k),
         "seconds": round(time.time() - started, 1),
     }

@@ -1,9 +1,33 @@
-"""Linear classifier on cached frozen features (the fast linear-eval path)."""
+"""The linear evaluation protocol: a linear classifier on a frozen encoder, augmented or on cached features.
+
+The paper's protocol (`config.evals.linear`): the encoder is frozen (batch
+norm in inference mode) under `Dense(num_classes)`, trained with SGD,
+Nesterov momentum 0.9, `0.2 * batch / 256` cosine-decayed, no weight decay,
+80 epochs at batch 1024 on ImageNet; training images are random resized
+crops + flips re-encoded every step, test images centre crops. With
+`cache_features=True` (small data sets, and the end-of-run evaluation of the
+quickstart) the centre-crop features are computed once, standardized with
+the training statistics, and the same head is trained on them
+(`train_on_features`): much faster, usually a little less accurate.
+
+With `holdout_examples=N`, training images are held out for the learning-rate
+sweep and reported on instead of the test split: TFDS takes the last N of
+the train split (as the paper does with 10,000), folder sources a seeded
+random N (their file lists are sorted by class).
+
+References:
+    - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), Appendix C.1.
+"""
+
+import math
+import time
 
 import keras
-import numpy as np
 
+from byol_tf.data import labelled
 from byol_tf.evaluation import classifier
+from byol_tf.evaluation import metrics
+from byol_tf.evaluation import subsets
 
 
 def standardize(train, test):
@@ -13,37 +37,12 @@ def standardize(train, test):
     return (train - mean) / std, (test - mean) / std
 
 
-def topk_accuracy(scores, labels, k):
-    """Fraction of rows whose label is among the `k` highest scores.
-
-    Ties are broken towards the lower class index (a stable sort), as
-    `tf.math.top_k` does.
-    """
-    top = np.argsort(-np.asarray(scores), axis=-1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=-1)))
-
-
-def linear_eval(
-    train_features,
-    train_labels,
-    test_features,
-    test_labels,
-    num_classes,
-    epochs=100,
-    learning_rate=0.2,
-    batch_size=256,
-    seed=0,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=0.0,
-):
+def train_on_features(train_features, train_labels, test_features, test_labels, num_classes, section, seed=0):
     """Trains `Dense(num_classes)` on cached features; returns accuracies.
 
-    The recipe's linear protocol (SGD, Nesterov momentum 0.9, cosine decay of
-    `learning_rate * batch / 256`, no weight decay) on features computed once
-    from centre crops and standardized with the training statistics. This is
-    the fast path for small data sets; the augmented protocol
-    (`linear_protocol`) re-encodes random crops every epoch.
+    The protocol's SGD (`classifier.sgd`: momentum, cosine decay of
+    `section.base_learning_rate * batch / 256`) on features standardized with
+    the training statistics.
 
     Args:
         train_features: float array `[N, D]`.
@@ -51,13 +50,9 @@ def linear_eval(
         test_features: float array `[M, D]`.
         test_labels: int array `[M]`.
         num_classes: number of classes.
-        epochs: training epochs. Defaults to `100`.
-        learning_rate: learning rate per 256 examples. Defaults to `0.2`.
-        batch_size: batch size. Defaults to `256`.
+        section: ConfigDict with `epochs`, `batch_size`, `base_learning_rate`,
+            `momentum`, `nesterov`, `weight_decay` (`config.evals.linear`).
         seed: seed of the initialization and shuffling. Defaults to `0`.
-        momentum: SGD momentum. Defaults to `0.9`.
-        nesterov: Nesterov momentum. Defaults to `True`.
-        weight_decay: decoupled weight decay. Defaults to `0.0`.
 
     Returns:
         dict with `top1`, `top5` (test accuracy in `[0, 1]`), `train_top1`
@@ -65,18 +60,78 @@ def linear_eval(
     """
     keras.utils.set_random_seed(seed)
     x_train, x_test = standardize(train_features, test_features)
-    steps = epochs * int(np.ceil(len(x_train) / batch_size))
+    steps = section.epochs * math.ceil(len(x_train) / section.batch_size)
     head = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(num_classes, name="head")])
     head.compile(
-        optimizer=classifier.sgd(learning_rate, batch_size, steps, momentum, nesterov, weight_decay),
+        optimizer=classifier.sgd(section.base_learning_rate, section.batch_size, steps, section.momentum,
+                                 section.nesterov, section.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    history = head.fit(x_train, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+    history = head.fit(x_train, train_labels, batch_size=section.batch_size, epochs=section.epochs,
+                       shuffle=True, verbose=0)
     test_logits = head.predict(x_test, batch_size=1024, verbose=0)
     train_logits = head.predict(x_train, batch_size=1024, verbose=0)
+    return dict(metrics.accuracies(test_logits, test_labels, num_classes),
+                train_top1=metrics.topk_accuracy(train_logits, train_labels, 1),
+                loss=[float(v) for v in history.history["loss"]])
+
+
+def splits(data, holdout=0, seed=0):
+    """`(train, eval)`, each `(split, indices or None, name)`: what to train on and report on.
+
+    Args:
+        data: the resolved data config.
+        holdout: number of held-out training examples to report on instead
+            of `data.eval_split` (`0`: none). Defaults to `0`.
+        seed: seed of the random held-out set of folder sources. Defaults to `0`.
+    """
+    split = data.train_split
+    if not holdout:
+        return (split, None, split), (data.eval_split, None, data.eval_split)
+    if data.source == "tfds":
+        rest, held = subsets.tfds_holdout_splits(split, holdout)
+        return (rest, None, rest), (held, None, held)
+    rest, held = subsets.random_holdout(len(labelled.split_labels(data, split)), holdout, seed)
+    return (split, rest, f"{split}[rest]"), (split, held, f"{split}[holdout {holdout}, seed {seed}]")
+
+
+def run(context, config, verbose=0):
+    """Runs the linear protocol; returns a result dict (see `results`).
+
+    Args:
+        context: an `evaluation.context.Context`.
+        config: a config; reads `evals.linear`, `evals.augment` and `seed`.
+        verbose: `Model.fit` verbosity of the augmented path. Defaults to `0`.
+    """
+    started, data, lin = time.time(), context.data, config.evals.linear
+    train, test = splits(data, lin.holdout_examples, config.seed)
+    train_examples, info, train_count = labelled.labelled_examples(data, train[0], train[1],
+                                                                    shuffle_seed=config.seed)
+    num_classes = labelled.num_classes(info)
+    history, augment = {}, None
+    if lin.cache_features:
+        x_train, y_train = context.split_features(train[0], lin.max_train_examples, config.seed, train[1], train[2])
+        x_test, y_test = context.split_features(test[0], indices=test[1], name=test[2])
+        scores = train_on_features(x_train, y_train, x_test, y_test, num_classes, lin, config.seed)
+        history = {"loss": scores.pop("loss")}
+        train_count, test_count = len(y_train), len(y_test)
+    else:
+        with context.strategy.scope():
+            model = classifier.build_classifier(context.encoder, num_classes, train_encoder=False)
+        augment = config.evals.augment
+        batches = labelled.train_views(train_examples, context.image_size, augment, lin.batch_size,
+                                       config.seed, data.shuffle_buffer, data.cache)
+        history = classifier.fit(model, batches, train_count, lin, num_classes, verbose)
+        test_examples, _, test_count = labelled.labelled_examples(data, test[0], test[1])
+        scores = classifier.evaluate(model, labelled.as_pairs(context.center_crops(test_examples)))
+        augment = augment.to_dict()
+    variant = "cached_features" if lin.cache_features else "augmented"
     return {
-        "top1": topk_accuracy(test_logits, test_labels, 1),
-        "top5": topk_accuracy(test_logits, test_labels, min(5, num_classes)),
-        "train_top1": topk_accuracy(train_logits, train_labels, 1),
-        "loss": [float(v) for v in history.history["loss"]],
+        "protocol": "linear", "variant": ", ".join(filter(None, (variant, context.variant))),
+        "dataset": info.name, "train_split": train[2], "eval_split": test[2],
+        "train_examples": train_count, "eval_examples": test_count, "num_classes": num_classes,
+        "checkpoint_step": context.step, "workdir": context.workdir,
+        "top1": scores["top1"], "top5": scores["top5"], "train_top1": scores.get("train_top1"),
+        "epochs": lin.epochs, "hyperparameters": lin.to_dict(), "history": history, "augment": augment,
+        "seconds": round(time.time() - started, 1),
     }

@@ -1,6 +1,6 @@
 """Semi-supervised evaluation: fine-tune the whole encoder on a fraction of the labels.
 
-The encoder and a linear head are trained together (`config.finetune`) with
+The encoder and a linear head are trained together (`config.evals.finetune`) with
 SGD and Nesterov momentum on random resized crops + flips of the labelled
 subset, batch norm in training mode by default, and scored (top-1/top-5) on
 centre crops of the evaluation split.
@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 from byol_tf import defaults
+from byol_tf.data import labelled
 from byol_tf.evaluation import classifier
-from byol_tf.evaluation import inputs
 from byol_tf.evaluation import subsets
 
 
@@ -38,17 +38,17 @@ def labelled_subset(data, fraction, seed, shuffle_seed=None):
 
     `labels` (of the sampled examples) is `None` when `fraction == 1`: the
     whole split is read without a first pass. `shuffle_seed`: see
-    `inputs.labelled_examples`.
+    `labelled.labelled_examples`.
     """
     if fraction >= 1.0:
-        return (*inputs.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed), None)
-    labels = inputs.split_labels(data, data.train_split)
+        return (*labelled.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed), None)
+    labels = labelled.split_labels(data, data.train_split)
     indices = subsets.per_class_sample(labels, fraction, seed)
     if not len(indices):
         raise defaults.ConfigError(
-            f"config.finetune.label_fraction={fraction} keeps no example of {data.train_split!r} "
+            f"config.evals.finetune.label_fraction={fraction} keeps no example of {data.train_split!r} "
             f"({len(labels)} examples): raise the fraction.")
-    return (*inputs.labelled_examples(data, data.train_split, indices, shuffle_seed), labels[indices])
+    return (*labelled.labelled_examples(data, data.train_split, indices, shuffle_seed), labels[indices])
 
 
 def build_model(context, num_classes, bn_training=True):
@@ -62,37 +62,36 @@ def run(context, config, verbose=0, model_fn=None, callbacks=None):
     """Fine-tunes on the labelled subset and evaluates; returns a result dict.
 
     Args:
-        context: from `context.prepare`.
-        config: the evaluation config (reads `finetune`, `augment`, `seed`,
-            `eval_batch_size`).
+        context: an `evaluation.context.Context`.
+        config: a config; reads `evals.finetune`, `evals.augment` and `seed`.
         verbose: `Model.fit` verbosity. Defaults to `0`.
         model_fn: optional callback receiving the trained classifier (tests,
             export). Defaults to `None`.
         callbacks: optional Keras callbacks of `Model.fit` (e.g.
             `BackupAndRestore`). Defaults to `None`.
     """
-    started, data, ft = time.time(), context.data, config.finetune
+    started, data, ft = time.time(), context.data, config.evals.finetune
     ds, info, count, subset_labels = labelled_subset(data, ft.label_fraction, ft.subset_seed, config.seed)
-    num_classes = inputs.num_classes(info)
+    num_classes = labelled.num_classes(info)
     model = build_model(context, num_classes, ft.bn_training)
-    batches = inputs.train_views(ds, context.image_size, config.augment, ft.batch_size, config.seed,
+    batches = labelled.train_views(ds, context.image_size, config.evals.augment, ft.batch_size, config.seed,
                                  data.shuffle_buffer, data.cache)
     history = classifier.fit(model, batches, count, ft, num_classes, verbose, callbacks)
-    test_ds, _, test_count = inputs.labelled_examples(data, data.eval_split)
-    test = inputs.center_crops(test_ds, context.image_size, data.eval_crop_fraction, config.eval_batch_size)
-    scores = classifier.evaluate(model, inputs.as_pairs(test))
+    test_ds, _, test_count = labelled.labelled_examples(data, data.eval_split)
+    scores = classifier.evaluate(model, labelled.as_pairs(context.center_crops(test_ds)))
     if model_fn is not None:
         model_fn(model)
     per_class = None
     if subset_labels is not None:
         per_class = np.bincount(subset_labels, minlength=num_classes).tolist()
     return {
-        "protocol": "finetune", "variant": f"{ft.label_fraction:g} of labels",
+        "protocol": "finetune",
+        "variant": ", ".join(filter(None, (f"{ft.label_fraction:g} of labels", context.variant))),
         "dataset": info.name, "train_split": data.train_split, "eval_split": data.eval_split,
         "train_examples": count, "eval_examples": test_count, "num_classes": num_classes,
         "label_fraction": ft.label_fraction, "examples_per_class": per_class,
         "checkpoint_step": context.step, "workdir": context.workdir,
         "top1": scores["top1"], "top5": scores["top5"], "epochs": ft.epochs,
-        "hyperparameters": ft.to_dict(), "augment": config.augment.to_dict(), "history": history,
+        "hyperparameters": ft.to_dict(), "augment": config.evals.augment.to_dict(), "history": history,
         "seconds": round(time.time() - started, 1),
     }

@@ -1,6 +1,6 @@
 """Seeded subsets of a split: per-class label fractions and held-out examples.
 
-Pure numpy functions of a label array and a seed; `inputs.labelled_examples`
+Pure numpy functions of a label array and a seed; `byol_tf.data.labelled.labelled_examples`
 turns the returned indices into a `tf.data` pipeline. Indices refer to the
 source's deterministic order (sorted files, or TFDS without file shuffling).
 

@@ -2,18 +2,9 @@
 
 The encoder is `ResNet`, a registered functional `keras.Model` whose config
 holds its settings (`resnet(...)` is a shortcut for `ResNet(...)`);
-`ENCODER_KEYS` names the settings that define it.
-
-Layer names are part of the API (checkpoints, weight-decay exclusion and
-export match on them). Stages follow the paper's conv2_x..conv5_x numbering,
-blocks are 1-based:
-
-    normalize
-    stem_conv, stem_norm, stem_relu, stem_pool (imagenet stem only)
-    stage{2..5}_block{b}_conv{i}, _norm{i}, _relu{i}   (i = 1..2 basic, 1..3 bottleneck)
-    stage{s}_block{b}_shortcut_conv, _shortcut_norm   (projection shortcuts only)
-    stage{s}_block{b}_add, stage{s}_block{b}_out      (sum and final ReLU)
-    avg_pool
+`ENCODER_KEYS` names the settings that define it. Layer names are part of
+the API (checkpoints, weight-decay exclusion and export match on them):
+`normalize`, the stem and stages of `byol_tf.models.blocks`, `avg_pool`.
 """
 
 import inspect
@@ -21,6 +12,7 @@ import numbers
 
 import keras
 
+from byol_tf.models import blocks
 from byol_tf.models import layers as layers_lib
 
 # depth -> (block type, number of blocks per stage).
@@ -34,11 +26,9 @@ BLOCKS = {
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 STEMS = ("auto", "imagenet", "small")
-# "every_stage": a projection shortcut (1x1 conv + norm) in the first block of
-# every stage, the stride-1 first stage included (DeepMind's reference torso);
-# "when_needed": only where the shape changes (torchvision's ResNet).
+# Projection shortcut (1x1 conv + norm) in the first block of every stage, even
+# stride 1 (DeepMind's torso), or only where the shape changes (torchvision's).
 SHORTCUTS = ("every_stage", "when_needed")
-EXPANSION = {"basic": 1, "bottleneck": 4}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -62,55 +52,7 @@ def representation_dim(depth=50, width_multiplier=1):
     """
     _check_depth_and_width(depth, width_multiplier)
     block = BLOCKS[depth][0]
-    return EXPANSION[block] * scaled_channels(STAGE_WIDTHS[-1], width_multiplier)
-
-
-def apply_conv_norm(x, filters, kernel_size, strides, name, suffix="", *, norm,
-                    norm_kwargs, relu=True, zero_gamma=False, dtype=None):
-    """Conv (SAME) -> norm -> optional ReLU, named `{name}_conv{suffix}` etc."""
-    x = layers_lib.conv(norm, filters, kernel_size, strides, name=f"{name}_conv{suffix}",
-                        dtype=dtype)(x)
-    gamma = "zeros" if zero_gamma else "ones"
-    norm_layer = layers_lib.normalization(
-        norm, f"{name}_norm{suffix}", gamma_initializer=gamma, dtype=dtype, **norm_kwargs)
-    if norm_layer is not None:
-        x = norm_layer(x)
-    if relu:
-        x = keras.layers.ReLU(name=f"{name}_relu{suffix}", dtype=dtype)(x)
-    return x
-
-
-def apply_stem(x, stem, filters, *, norm, norm_kwargs, name="stem", dtype=None):
-    """ImageNet stem (7x7/2 conv, 3x3/2 max pool) or small stem (3x3/1 conv)."""
-    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs, dtype=dtype)
-    if stem == "small":
-        return apply_conv_norm(x, filters, 3, 1, name, **kwargs)
-    x = apply_conv_norm(x, filters, 7, 2, name, **kwargs)
-    return keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{name}_pool", dtype=dtype)(x)
-
-
-def apply_residual_block(x, block, width, strides, *, norm, norm_kwargs,
-                         zero_init_last_norm, name, project=False, dtype=None):
-    """Basic (3x3, 3x3) or v1.5 bottleneck (1x1, 3x3 with the stride, 1x1) block.
-
-    The shortcut is a projection when `project` is true or the shape changes.
-    """
-    kwargs = dict(norm=norm, norm_kwargs=norm_kwargs, dtype=dtype)
-    out_channels = EXPANSION[block] * width
-    shortcut = x
-    if project or strides != 1 or x.shape[-1] != out_channels:
-        shortcut = apply_conv_norm(x, out_channels, 1, strides, f"{name}_shortcut",
-                                   relu=False, **kwargs)
-    if block == "basic":
-        x = apply_conv_norm(x, width, 3, strides, name, "1", **kwargs)
-        x = apply_conv_norm(x, width, 3, 1, name, "2", relu=False, **kwargs)
-    else:
-        x = apply_conv_norm(x, width, 1, 1, name, "1", **kwargs)
-        x = apply_conv_norm(x, width, 3, strides, name, "2", **kwargs)
-        x = apply_conv_norm(x, out_channels, 1, 1, name, "3", relu=False,
-                            zero_gamma=zero_init_last_norm, **kwargs)
-    x = keras.layers.Add(name=f"{name}_add", dtype=dtype)([shortcut, x])
-    return keras.layers.ReLU(name=f"{name}_out", dtype=dtype)(x)
+    return blocks.EXPANSION[block] * scaled_channels(STAGE_WIDTHS[-1], width_multiplier)
 
 
 @keras.saving.register_keras_serializable(package="byol_tf")
@@ -205,16 +147,12 @@ class ResNet(keras.Model):
         x = keras.layers.Normalization(
             mean=list(IMAGENET_MEAN), variance=[s**2 for s in IMAGENET_STD], name="normalize",
             dtype=dtype)(inputs)
-        x = apply_stem(x, stem, scaled_channels(64, width_multiplier), norm=norm,
-                       norm_kwargs=norm_kwargs, dtype=dtype)
-        for stage, (base, num_blocks) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
-            for b in range(num_blocks):
-                x = apply_residual_block(
-                    x, block, scaled_channels(base, width_multiplier),
-                    strides=2 if stage > 0 and b == 0 else 1, norm=norm,
-                    norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm,
-                    project=shortcut == "every_stage" and b == 0,
-                    name=f"stage{stage + 2}_block{b + 1}", dtype=dtype)
+        x = blocks.apply_stem(x, stem, scaled_channels(64, width_multiplier), norm=norm,
+                              norm_kwargs=norm_kwargs, dtype=dtype)
+        x = blocks.apply_stages(
+            x, block, [scaled_channels(w, width_multiplier) for w in STAGE_WIDTHS],
+            blocks_per_stage, project_first=shortcut == "every_stage", norm=norm,
+            norm_kwargs=norm_kwargs, zero_init_last_norm=zero_init_last_norm, dtype=dtype)
         outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
         trainable = kwargs.pop("trainable", True)
         super().__init__(inputs, outputs, name=name, **kwargs)

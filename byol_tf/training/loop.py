@@ -1,5 +1,6 @@
 """The BYOL pretraining loop: a custom loop under a tf.distribute strategy."""
 
+import dataclasses
 import math
 
 import tensorflow as tf
@@ -107,11 +108,26 @@ def train(config, workdir, strategy=None, print_fn=None):
     return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info)
 
 
+@dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """What `train()` returns: the model, final step, last metrics and plan."""
+    """What `train()` returns.
 
-    def __init__(self, model, step, metrics, plan, info):
-        self.model, self.step, self.metrics, self.plan, self.info = model, step, metrics, plan, info
+    Args:
+        model: the trained `BYOL` model.
+        step: the last step trained (below `plan.total_steps` after a stop request).
+        metrics: the last logged metrics (`{}` when no step ran).
+        plan: the `builders.Plan` of the run.
+        info: the training split's `sources.SourceInfo`.
+        evaluations: end-of-run results by name (`byol_tf.pretraining.run`
+            fills it). Defaults to `{}`.
+    """
+
+    model: object
+    step: int
+    metrics: dict
+    plan: object
+    info: object
+    evaluations: dict = dataclasses.field(default_factory=dict)
 
 
 def _run(config, run_plan, loop, iterator, optimizer, checkpointer, log, start):

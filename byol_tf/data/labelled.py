@@ -1,10 +1,18 @@
-"""Labelled input pipelines of the evaluation protocols.
+"""Labelled pipelines of the evaluation protocols: listing a split's subset, augmented views, centre crops.
 
 A split (optionally restricted to a subset of its examples) is read as
 encoded images and labels (`labelled_examples`), then either turned into
 augmented training batches (`train_views`: random resized crop + flip, as on
 the pretraining host side) or centre crops (`center_crops`). Images stay
 uint8 `[B, S, S, 3]`; the classifier converts them to `[0, 1]` floats.
+
+Example:
+
+```python
+ds, info, count = labelled_examples(config.data, "test")
+for batch in center_crops(ds, image_size=32, crop_fraction=1.0, batch_size=256):
+    ...  # {"image": uint8[B, 32, 32, 3], "label": int32[B]}
+```
 """
 
 import numpy as np
@@ -12,14 +20,6 @@ import tensorflow as tf
 
 from byol_tf.augment import host
 from byol_tf.data import sources
-
-
-def _folder_root(data):
-    return sources.sample_dir() if data.source == "sample" else data.data_dir
-
-
-def _is_folder(data):
-    return data.source in ("folder", "sample")
 
 
 def _deterministic(ds):
@@ -42,8 +42,9 @@ def split_labels(data, split):
     Folder sources read only the file list; TFDS sources need one pass over
     the split's records (the images are not decoded).
     """
-    if _is_folder(data):
-        _, labels, _ = sources.list_image_folder(_folder_root(data), split, data.get("check_files", True))
+    if sources.is_image_folder(data):
+        root, _ = sources.image_folder(data)
+        _, labels, _ = sources.list_image_folder(root, split, data.get("check_files", True))
         return np.asarray(labels, np.int64)
     ds, _ = sources.load_source(data, split)
     batches = _deterministic(ds.map(lambda ex: ex["label"]).batch(4096))
@@ -54,9 +55,10 @@ def labelled_examples(data, split, indices=None, shuffle_seed=None):
     """Reads `split`, or only the examples at `indices`, in the source's order.
 
     Args:
-        data: a `config.data` ConfigDict (see `eval_config.resolve_data`).
+        data: a `config.data` ConfigDict (see `byol_tf.defaults.eval_data`).
         split: split name, e.g. `"train"` or a TFDS slice `"train[:-10000]"`.
-        indices: optional int array of example positions (`subsets`).
+        indices: optional int array of example positions
+            (`byol_tf.evaluation.subsets`).
             Defaults to `None` (every example).
         shuffle_seed: if set, the file order is reshuffled every epoch
             (seeded) before any image is read: folder lists are sorted by
@@ -75,10 +77,9 @@ def labelled_examples(data, split, indices=None, shuffle_seed=None):
         ds, info = sources.load_source(data, split, shuffle_files=shuffle, seed=shuffle_seed)
         return _deterministic(ds), info, info.num_examples
     indices = np.asarray(indices, np.int64)
-    if _is_folder(data):
-        paths, labels, classes = sources.list_image_folder(
-            _folder_root(data), split, data.get("check_files", True))
-        name = "cifar10_sample" if data.source == "sample" else (data.get("name") or "folder")
+    if sources.is_image_folder(data):
+        root, name = sources.image_folder(data)
+        paths, labels, classes = sources.list_image_folder(root, split, data.get("check_files", True))
         info = sources.SourceInfo(len(paths), len(classes), tuple(classes), name)
         ds = tf.data.Dataset.from_tensor_slices((
             tf.constant(np.asarray(paths)[indices], tf.string),

@@ -1,0 +1,136 @@
+"""Tests for byol_tf.evaluation.linear: the linear protocol's cached-feature and augmented paths, holdout splits."""
+
+import io
+import os
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from byol_tf import defaults
+from byol_tf.data import labelled
+from byol_tf.data import sources
+from byol_tf.evaluation import context
+from byol_tf.evaluation import linear
+from byol_tf.evaluation import results
+from byol_tf.evaluation import runner
+from byol_tf.evaluation import subsets
+from conftest import EASY_CLASSES, STEP, run_config, shared_run, tree_config
+
+
+def _evaluate(workdir, config, **kwargs):
+    printed = io.StringIO()
+    result = runner.evaluate_run("linear", workdir, config, print_fn=lambda s: print(s, file=printed), **kwargs)
+    return result, printed.getvalue()
+
+
+def test_fast_path_on_real_images_beats_chance(tmp_path):
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.linear.update(cache_features=True, epochs=40, batch_size=256)
+    result, table = _evaluate(workdir, config)
+    assert result["output"] == os.path.join(workdir, "eval", "linear.json")
+    assert result["variant"] == "cached_features" and result["top1"] > 0.5, result  # chance: 1/3
+    assert result["train_examples"] == 600 and result["eval_examples"] == 300
+    assert len(result["history"]["loss"]) == 40 and result["history"]["loss"][-1] < result["history"]["loss"][0]
+    written = results.read(os.path.join(workdir, "eval", "linear.json"))
+    assert written["top1"] == result["top1"] and written["epochs"] == 40
+    assert written["hyperparameters"]["cache_features"] is True
+    assert written["checkpoint_step"] == STEP and written["workdir"] == workdir
+    assert "linear (cached_features)  sample3  test (300)  7     40" in table
+
+
+def test_augmented_path_one_epoch_beats_chance_with_a_frozen_encoder():
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.linear.update(epochs=1, batch_size=16, base_learning_rate=0.5)
+    ctx = context.from_run(workdir, config)
+    before = [v.numpy().copy() for v in ctx.encoder.weights]  # incl. BN moving statistics
+    result = linear.run(ctx, config)
+    # Measured 57%; chance is 1/3 (300 test images: 0.45 is 4 standard errors above).
+    assert result["variant"] == "augmented" and result["top1"] > 0.45, result
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(ctx.encoder.weights, before))
+    assert len(result["history"]["loss"]) == 1 and result["eval_examples"] == 300
+    assert list(result["augment"]["area_range"]) == [0.08, 1.0]
+    assert "linear (augmented)  sample3" in results.format_table([result])
+
+
+def test_holdout_splits_of_a_folder_source():
+    data = defaults.eval_data(defaults.default_config(), run_config())
+    train, held = linear.splits(data, 300, seed=0)
+    train_images = {ex["image"] for ex in _examples(data, train).as_numpy_iterator()}
+    held_images = {ex["image"] for ex in _examples(data, held).as_numpy_iterator()}
+    assert (len(train_images), len(held_images)) == (1700, 300)
+    assert not train_images & held_images and held[2] == "train[holdout 300, seed 0]"
+
+
+def _examples(data, split):
+    return labelled.labelled_examples(data, split[0], split[1])[0]
+
+
+class TinyJpegs(tfds.core.GeneratorBasedBuilder):
+    """12 real sample JPEGs of 3 classes as a TFDS set, prepared locally."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=list(EASY_CLASSES))}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(12):
+            name = EASY_CLASSES[i % 3]
+            yield i, {"image": os.path.join(sources.sample_dir(), "train", name, f"{i:04d}.jpg"), "label": name}
+
+
+def test_holdout_splits_of_a_prepared_tfds_set(tmp_path):
+    TinyJpegs(data_dir=str(tmp_path)).download_and_prepare()
+    config = defaults.default_config()
+    config.evals.data.update(source="tfds", name="tiny_jpegs", data_dir=str(tmp_path), eval_split="train")
+    data = defaults.eval_data(config, run_config())
+    train, held = linear.splits(data, 4)
+    train_images = [ex["image"] for ex in _examples(data, train).as_numpy_iterator()]
+    held_images = [ex["image"] for ex in _examples(data, held).as_numpy_iterator()]
+    assert (train[2], held[2]) == ("train[:-4]", "train[-4:]")
+    assert len(train_images) == 8 and len(held_images) == 4 and not set(train_images) & set(held_images)
+    picked = subsets.per_class_sample(labelled.split_labels(data, "train"), 0.5, seed=0)
+    assert len(picked) == 6 and [ex["label"] for ex in labelled.labelled_examples(
+        data, "train", picked)[0].as_numpy_iterator()] == labelled.split_labels(data, "train")[picked].tolist()
+
+
+def test_train_on_features_separable_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 3
+    y_train, y_test = rng.integers(0, 4, 400), rng.integers(0, 4, 100)
+    x_train = centres[y_train] + rng.normal(size=(400, 8))
+    x_test = centres[y_test] + rng.normal(size=(100, 8))
+    section = ml_collections.ConfigDict(dict(epochs=20, batch_size=64, base_learning_rate=0.2, momentum=0.9,
+                                             nesterov=True, weight_decay=0.0))
+    result = linear.train_on_features(x_train, y_train, x_test, y_test, 4, section)
+    assert result["top1"] > 0.95 and result["top5"] == 1.0 and len(result["loss"]) == 20
+    assert result["train_top1"] > 0.95
+
+
+def test_standardize_uses_training_statistics():
+    train = np.array([[1.0, 10.0], [3.0, 30.0]])
+    test = np.array([[2.0, 50.0]])
+    x_train, x_test = linear.standardize(train, test)
+    np.testing.assert_allclose(x_train, [[-1, -1], [1, 1]], atol=1e-5)
+    np.testing.assert_allclose(x_test, [[0, 3]], atol=1e-5)  # (50 - 20) / 10
+
+
+def test_cached_probe_uses_a_random_capped_subset_and_shares_features():
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.linear.update(cache_features=True, epochs=10, batch_size=256, max_train_examples=150)
+    ctx = context.from_run(workdir, config)
+    result = linear.run(ctx, config)
+    assert result["train_examples"] == 150 and result["eval_examples"] == 300
+    assert result["top1"] > 0.45, result  # measured 57%; the first 150 sorted files: one class, 33%
+    cached = ctx.split_features("train", 150, config.seed)
+    assert len(cached[1]) == 150 and len(set(cached[1].tolist())) == 3  # a random subset, all classes
+    assert ctx.split_features("train", 150, config.seed) is cached  # computed once per context
