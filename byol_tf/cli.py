@@ -68,11 +68,18 @@ def _parse_flags(argv):
     try:
         parsed = flags.FLAGS(argv)
     except flags.Error as e:
+        text = str(e)
+        if "Error whilst parsing config file" in text:  # ml_collections wraps get_config's error + traceback
+            last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+            _die(f"error: --config: the config file's get_config() raised {last}", 2)
         _die(f"error: {e}", 2)
     except _KEY_ERRORS as e:
         _die(_unknown_key_message(e), 2)
     except OSError as e:  # a --config file that does not load (ml_collections)
         _die(f"error: --config: {' '.join(str(e).split())}; pass an existing file such as configs/quickstart.py.", 2)
+    except Exception as e:  # pylint: disable=broad-except  # only the config file's own code runs here
+        _die(f"error: --config: the config file's get_config() raised {type(e).__name__}: "
+             f"{' '.join(str(e).split())}", 2)
     _check_config_loaded()
     return parsed
 
@@ -90,14 +97,37 @@ def check_args(argv, **required):
             raise app.UsageError(f"--{name} is required: {what}.")
 
 
+class Stopped(Exception):
+    """A run stopped early on request (a signal), its state saved.
+
+    `cli.run` prints the message and exits with `exit_code` (the shell's
+    `128 + signal`: 143 for SIGTERM, 130 for Ctrl-C), so schedulers see a
+    preempted job, not a finished one.
+
+    Args:
+        message: what happened and how to resume.
+        exit_code: the process exit status.
+    """
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = int(exit_code)
+
+
 def run(main, user_errors=()):
-    """Runs `main(argv)` under absl; `user_errors` exit with one line (code 1)."""
+    """Runs `main(argv)` under absl; `user_errors` exit with one line (code 1).
+
+    `Stopped` exits with its code after one line; Ctrl-C outside a training
+    loop exits 130.
+    """
 
     def guarded(argv):
         try:
             return main(argv)
         except user_errors as e:
             _die(f"error: {e}", 1)
+        except Stopped as e:
+            _die(str(e), e.exit_code)
         except KeyboardInterrupt:
             _die("Interrupted.", 130)
 

@@ -114,6 +114,9 @@ def default_config():
         log_every_steps=100,
         checkpoint_every_steps=1000,
         keep_checkpoints=3,
+        # > 0 resumes from the checkpoint of this step instead of the newest
+        # (e.g. the last one before a divergence); later saves continue from it.
+        restore_step=0,
         precision="float32",  # float32 | mixed_bfloat16 | auto (bf16 where the hardware has it)
         jit_compile=False,  # XLA on CPU/GPU; TPU always compiles with XLA
     )
@@ -263,6 +266,8 @@ def validate(config, num_replicas=1):
     for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
         if t[key] < 1:
             _fail(f"training.{key}", t[key], "must be >= 1")
+    if t.restore_step < 0:
+        _fail("training.restore_step", t.restore_step, "must be a checkpoint step, or 0 for the newest")
     if not 0.0 <= config.target.base_decay <= 1.0:
         _fail("target.base_decay", config.target.base_decay, "tau must be in [0, 1]")
     if o.base_learning_rate < 0 or o.weight_decay < 0:

@@ -4,6 +4,7 @@ import dataclasses
 
 from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf.data import sources
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -24,7 +25,8 @@ def run(config, workdir, tpu=None, print_fn=print):
     a random-init encoder of the same architecture (batch-norm statistics
     calibrated on training images) is evaluated too
     (`<workdir>/eval/<protocol>_random_init.json`). Nothing is evaluated
-    when the run stopped early (a stop request) or its data has no labels.
+    when a signal stopped the run (`result.exit_code`) or its data has no
+    labels.
 
     Args:
         config: the run's config (`byol_tf.defaults`).
@@ -37,11 +39,16 @@ def run(config, workdir, tpu=None, print_fn=print):
         The `loop.TrainResult`, its `evaluations` filled:
         `{"linear": result dict, "linear_random_init": ...}`.
     """
+    protocols = defaults.at_end_protocols(config)
+    if protocols:  # a missing evaluation split fails now, not after days of training
+        sources.check_split(config.data, config.data.train_split)  # the training data's errors first
+        eval_data = defaults.eval_data(config, config)
+        for split in (eval_data.train_split, eval_data.eval_split):
+            sources.check_split(eval_data, split)
     strategy = distribute.get_strategy(tpu)
     result = loop.train(config, workdir, strategy=strategy)
-    protocols = defaults.at_end_protocols(config)
-    if not protocols or result.step < result.plan.total_steps or not result.info.num_classes:
-        return result
+    if not protocols or not result.finished or result.exit_code or not result.info.num_classes:
+        return result  # a stopped run is not evaluated as if it were final
     evaluations = evaluate_all(
         protocols, lambda: context_lib.from_run(workdir, config, result.step, strategy), config, print_fn)
     if config.evals.compare_random_init:

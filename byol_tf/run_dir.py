@@ -5,6 +5,7 @@ One training run is one directory, the `--workdir` of every entry point:
     <workdir>/
         config.json          the run's config (`write_config`, `read_config`)
         data.json            the training data's class count (`check_num_classes`)
+        .lock                the running run's host, pid and start time (`lock`)
         checkpoints/ckpt-N   `tf.train.CheckpointManager` checkpoints of step N
         train/               TensorBoard events of the training loop
         eval/<name>.json     evaluation results (`byol_tf.evaluation.results`)
@@ -14,19 +15,26 @@ One training run is one directory, the `--workdir` of every entry point:
 be any `tf.io.gfile` path (local or e.g. `gs://`).
 """
 
+import contextlib
 import json
 import os
+import re
+import socket
+import time
 import uuid
 
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from byol_tf import defaults
 from byol_tf.training import builders
 
 CONFIG_FILENAME = "config.json"
 DATA_INFO_FILENAME = "data.json"
+RESTORE_RECORD_FILENAME = "restore.json"
 _PROBE_FILENAME = ".write_probe"
+LOCK_FILENAME = ".lock"
 CHECKPOINTS_DIRNAME = "checkpoints"
 TRAIN_DIRNAME = "train"
 EVAL_DIRNAME = "eval"
@@ -34,6 +42,21 @@ EVAL_DIRNAME = "eval"
 # Config sections whose change makes a checkpoint unusable.
 _ARCHITECTURE_SECTIONS = ("model",)
 _ARCHITECTURE_KEYS = (("data", "image_size"),)
+
+_CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
+# What a save killed half-way leaves in the checkpoint directory (TF 2.21):
+# - `ckpt-N_temp/`: `tensorflow/python/checkpoint/functional_saver.py`
+#   (`MultiDeviceSaver.save`) writes each shard under `<prefix>` + "_temp/part"
+#   and `MergeV2Checkpoints` deletes that directory once merged; a kill before
+#   leaves e.g. `ckpt-2_temp/part-00000-of-00001.data-00000-of-00001.tempstate<n>`
+#   (reproduced by SIGKILL during `CheckpointManager.save`). TF 1.x / early TF 2
+#   `training/saver.py` named it `<prefix>_temp_<uuid4 hex>`.
+# - `checkpoint.tmp<uuid4 hex>`: `file_io.atomic_write_string_to_file` (the
+#   CheckpointManager's state file) writes `filename + ".tmp" + uuid4().hex`
+#   and renames it.
+_CHECKPOINT_LEFTOVER = re.compile(r"(ckpt-\d+_temp(_[0-9a-f]+)?|checkpoint\.tmp[0-9a-f]{32})")
+# An empty or unparsable lock this recent is being written by its creator.
+_LOCK_WRITE_SECONDS = 10.0
 
 
 def config_path(workdir):
@@ -77,13 +100,14 @@ def check_num_classes(workdir, num_classes):
 
     The linear probe's weights have one column per class, so its checkpoint
     does not load for data with a different count. Runs without a recorded
-    count (or data without labels, `None`) pass.
+    count or without a checkpoint yet (a failed start must not block the
+    corrected command), and data without labels (`None`), pass.
 
     Raises:
         byol_tf.defaults.ConfigError: the counts differ.
     """
     path = _data_info_path(workdir)
-    if num_classes is None or not tf.io.gfile.exists(path):
+    if num_classes is None or not tf.io.gfile.exists(path) or not checkpoint_steps(workdir):
         return
     with tf.io.gfile.GFile(path) as f:
         recorded = json.load(f).get("num_classes")
@@ -103,16 +127,18 @@ def write_num_classes(workdir, num_classes):
 def write_config(config, workdir):
     """Writes `config` to `<workdir>/config.json`, creating `workdir`.
 
-    An existing `config.json` may only be overwritten by a config with the
-    same model (`config.model` and `config.data.image_size`): the run's
-    checkpoints would not load into another one.
+    Once the run has a checkpoint, an existing `config.json` may only be
+    overwritten by a config with the same model (`config.model` and
+    `config.data.image_size`): the checkpoints would not load into another
+    one. Before the first checkpoint (e.g. a run that failed while starting)
+    a different model replaces it, with a log line saying so.
 
     Args:
         config: the run's `ml_collections.ConfigDict`.
         workdir: the run directory.
 
     Raises:
-        byol_tf.defaults.ConfigError: `workdir` holds a run with a
+        byol_tf.defaults.ConfigError: `workdir` holds checkpoints of a
             different model.
     """
     path = config_path(workdir)
@@ -120,21 +146,25 @@ def write_config(config, workdir):
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             old = json.load(f)
-        for section in _ARCHITECTURE_SECTIONS:
-            if old.get(section) != new.get(section):
-                raise defaults.ConfigError(
-                    f"{workdir} holds a run with a different config.{section} "
-                    f"({old.get(section)} != {new.get(section)}): use a new --workdir."
-                )
-        for section, key in _ARCHITECTURE_KEYS:
-            if old.get(section, {}).get(key) != new[section][key]:
-                raise defaults.ConfigError(
-                    f"{workdir} holds a run with config.{section}.{key}="
-                    f"{old.get(section, {}).get(key)}: use a new --workdir."
-                )
+        change = _model_change(old, new)
+        if change and checkpoint_steps(workdir):
+            raise defaults.ConfigError(f"{workdir} holds a run with {change}: use a new --workdir.")
+        if change:
+            logging.warning("Replacing %s: the run there has no checkpoint yet and had %s.", path, change)
     tf.io.gfile.makedirs(workdir)
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(config.to_json(indent=2))
+
+
+def _model_change(old, new):
+    """How config dict `old` has another model than `new`; `None` if it has the same."""
+    for section in _ARCHITECTURE_SECTIONS:
+        if old.get(section) != new.get(section):
+            return f"a different config.{section} ({old.get(section)} != {new.get(section)})"
+    for section, key in _ARCHITECTURE_KEYS:
+        if old.get(section, {}).get(key) != new[section][key]:
+            return f"config.{section}.{key}={old.get(section, {}).get(key)}"
+    return None
 
 
 def read_config(workdir):
@@ -173,8 +203,24 @@ def checkpoint_path(workdir, step=None):
         return path
     path = os.path.join(directory, f"ckpt-{int(step)}")
     if not tf.io.gfile.exists(path + ".index"):
-        raise FileNotFoundError(f"No checkpoint for step {step} in {directory}.")
+        steps = checkpoint_steps(workdir)
+        fix = f"available steps: {', '.join(map(str, steps))}" if steps else "there is none: train first"
+        raise FileNotFoundError(f"No checkpoint for step {step} in {directory} ({fix}).")
     return path
+
+
+def checkpoint_step(path):
+    """The step of the checkpoint prefix `path` (`.../ckpt-N`)."""
+    return int(path.rsplit("-", 1)[-1])
+
+
+def checkpoint_steps(workdir):
+    """Steps of the checkpoints in `workdir` (those with an `.index` file), ascending."""
+    directory = checkpoints_dir(workdir)
+    if not tf.io.gfile.isdir(directory):
+        return []
+    matches = (_CHECKPOINT_INDEX.fullmatch(name) for name in tf.io.gfile.listdir(directory))
+    return sorted(int(m.group(1)) for m in matches if m)
 
 
 def train_dir(workdir):
@@ -211,9 +257,258 @@ def restore_model(workdir, step=None):
         FileNotFoundError: no `config.json` or no checkpoint (at `step`).
     """
     config = read_config(workdir)
-    path = checkpoint_path(workdir, step)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
-    status = tf.train.Checkpoint(model=model).restore(path)
-    status.expect_partial().assert_existing_objects_matched()
-    restored_step = int(path.rsplit("-", 1)[-1])
-    return model, config, restored_step
+    if step is not None:
+        paths = [checkpoint_path(workdir, step)]
+    else:  # the newest that reads; a truncated or incomplete newest one is skipped
+        paths = [checkpoint_path(workdir)] + [
+            checkpoint_path(workdir, s) for s in reversed(checkpoint_steps(workdir))]
+        paths = list(dict.fromkeys(paths))
+    for i, path in enumerate(paths):
+        try:
+            status = tf.train.Checkpoint(model=model).restore(path)
+            status.expect_partial().assert_existing_objects_matched()
+        except (tf.errors.OpError, IndexError) as e:
+            if i == len(paths) - 1:
+                raise FileNotFoundError(f"No checkpoint of {workdir} can be read (last tried {path}: "
+                                        f"{type(e).__name__}).") from None
+            logging.warning("Checkpoint %s cannot be read (%s); trying an older one.", path, type(e).__name__)
+            continue
+        return model, config, checkpoint_step(path)
+
+
+def clean_leftovers(workdir):
+    """Removes what checkpoint saves killed half-way left in `workdir`.
+
+    These are `checkpoints/ckpt-N_temp` (and TF 1.x `ckpt-N_temp_<hex>`)
+    directories and `checkpoints/checkpoint.tmp<hex>` files; complete
+    checkpoints are never touched. Call it while holding `lock(workdir)`: a
+    running save of another run writes such names.
+
+    Args:
+        workdir: the run directory.
+
+    Returns:
+        The removed paths, sorted.
+    """
+    directory = checkpoints_dir(workdir)
+    if not tf.io.gfile.isdir(directory):
+        return []
+    removed, freed = [], 0
+    for name in sorted(tf.io.gfile.listdir(directory)):
+        name = name.rstrip("/")
+        if not _CHECKPOINT_LEFTOVER.fullmatch(name):
+            continue
+        path = os.path.join(directory, name)
+        size = _tree_size(path)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+        removed.append(path)
+        freed += size
+    if removed:
+        logging.info("Removed %d leftover(s) of interrupted checkpoint saves (%d bytes freed): %s",
+                     len(removed), freed, ", ".join(removed))
+    return removed
+
+
+def _tree_size(path):
+    """Bytes of the file `path`, or of every file under the directory `path`."""
+    if not tf.io.gfile.isdir(path):
+        return tf.io.gfile.stat(path).length
+    return sum(tf.io.gfile.stat(os.path.join(root, name)).length
+               for root, _, names in tf.io.gfile.walk(path) for name in names)
+
+
+def lock_path(workdir):
+    """`<workdir>/.lock`, the lock file of the run using `workdir`."""
+    return os.path.join(workdir, LOCK_FILENAME)
+
+
+@contextlib.contextmanager
+def lock(workdir):
+    """Context manager holding `workdir` for one run: a second run is refused.
+
+    Creates `<workdir>/.lock` holding this process's host name, pid and start
+    time as JSON, and removes it on leaving the `with` block, also on an
+    exception. A lock held by a process of this host that is no longer
+    running (killed, crashed machine) is taken over with a warning; a lock of
+    another host is respected, since its process cannot be checked.
+
+    On a local file system the lock file is created atomically
+    (`O_CREAT | O_EXCL`): of two runs starting together, exactly one gets it.
+    Other `tf.io.gfile` paths (e.g. `gs://`) have no atomic create-if-absent:
+    the lock is checked, written and read back, which catches a run started
+    seconds apart but not two runs racing within the same moment.
+
+    Args:
+        workdir: the run directory; created if needed.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        byol_tf.defaults.ConfigError: another live run holds `workdir`.
+
+    Example:
+
+    ```python
+    with run_dir.lock(workdir):
+        train(...)
+    ```
+    """
+    path = lock_path(workdir)
+    record = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process": _process_identity(os.getpid()),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "token": uuid.uuid4().hex,
+    }
+    tf.io.gfile.makedirs(workdir)
+    _acquire(path, record, workdir)
+    try:
+        yield path
+    finally:
+        if (_read_lock(path) or {}).get("token") == record["token"]:  # never remove another run's lock
+            tf.io.gfile.remove(path)
+
+
+def _local_path(path):
+    """`path` as an OS path if it is on the local file system, else `None` (e.g. `gs://`)."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None if "://" in path else path
+
+
+def _acquire(path, record, workdir):
+    content = json.dumps(record)
+    for _ in range(5):  # another run may take or release the lock meanwhile
+        local = _local_path(path)
+        if local is not None:
+            try:
+                fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(content)
+                return
+        elif not tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "w") as f:
+                f.write(content)
+            if (_read_lock(path) or {}).get("token") == record["token"]:
+                return
+        holder = _read_lock(path)
+        if holder is None and not tf.io.gfile.exists(path):
+            continue  # released meanwhile
+        if not _is_stale(path, holder):
+            raise _held_error(path, holder, workdir)
+        _take_over(path, holder)
+    raise defaults.ConfigError(f"Could not take the lock {path}: other runs keep taking it; use another --workdir.")
+
+
+def _read_lock(path):
+    """The lock's JSON dict; `None` if it is missing, empty or unreadable."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            holder = json.loads(f.read())
+    except (tf.errors.NotFoundError, FileNotFoundError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _process_identity(pid):
+    """Boot id and start time of process `pid` (Linux), telling a reused pid apart; else `None`."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]  # field 22, starttime
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{start}"
+
+
+def _is_stale(path, holder):
+    """Whether the lock's process is known to be gone: same host, pid not running (or reused)."""
+    if holder is None:  # empty or unparsable: stale unless its creator is still writing it
+        try:
+            age = time.time() - tf.io.gfile.stat(path).mtime_nsec / 1e9
+        except tf.errors.NotFoundError:
+            return False
+        return age > _LOCK_WRITE_SECONDS
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    pid = holder["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    recorded, current = holder.get("process"), _process_identity(pid)
+    return recorded is not None and current is not None and recorded != current
+
+
+def _take_over(path, holder):
+    """Removes the stale lock `holder` at `path` (unless another run replaced it meanwhile)."""
+    local = _local_path(path)
+    if local is None:
+        tf.io.gfile.remove(path)
+    else:
+        aside = f"{local}.stale-{uuid.uuid4().hex}"
+        try:
+            os.rename(local, aside)  # atomic: one of several runs taking over moves it
+        except FileNotFoundError:
+            return
+        if _read_lock(aside) != holder:  # a fresh lock replaced the stale one: put it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, local)
+            os.remove(aside)
+            return
+        os.remove(aside)
+    who = f"host {holder.get('host')}, pid {holder.get('pid')}" if holder else "unreadable"
+    logging.warning("Took over the stale lock %s (%s): that process is no longer running.", path, who)
+
+
+def _held_error(path, holder, workdir):
+    if holder is None:
+        who = "a run that is writing it now"
+    else:
+        who = f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('started')}"
+    return defaults.ConfigError(
+        f"{workdir} is in use by another run (lock {path} held by {who}): wait for that run to end or "
+        f"use another --workdir; if no run uses it, delete {path}."
+    )
+
+
+def _restore_record_path(workdir):
+    return os.path.join(workdir, RESTORE_RECORD_FILENAME)
+
+
+def pending_restore_step(workdir, restore_step):
+    """`restore_step` if this run has not gone back to it yet, else `None`.
+
+    `--config.training.restore_step=N` means "go back to step N once": a
+    relaunch of the same command after a preemption must resume from the
+    newest checkpoint, not rewind to N again. `record_restore_step` notes
+    that it was applied.
+    """
+    if not restore_step:
+        return None
+    path = _restore_record_path(workdir)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            if json.load(f).get("restore_step") == int(restore_step):
+                logging.info("training.restore_step=%d was applied before: resuming from the newest checkpoint.",
+                             restore_step)
+                return None
+    return int(restore_step)
+
+
+def record_restore_step(workdir, restore_step):
+    """Notes in `<workdir>/restore.json` that the run went back to `restore_step`."""
+    with tf.io.gfile.GFile(_restore_record_path(workdir), "w") as f:
+        json.dump({"restore_step": int(restore_step)}, f)

@@ -1,8 +1,10 @@
 """Tests for byol_tf.augment.host: crops, flips and centre crops on real JPEGs."""
 
+import io
 import pathlib
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
@@ -313,3 +315,40 @@ def test_validation():
             call()
     with pytest.raises(ValueError, match="Received: max_attempts=0"):
         host.sample_crop_window([8, 8], [0, 0], sampler="retry", max_attempts=0)
+
+
+def test_decode_reads_the_whole_image_like_the_crops(photo):
+    for kind in ("jpeg", "png", "pixels"):
+        decoded = host.decode(photo[kind])
+        assert decoded.dtype == tf.uint8
+        np.testing.assert_array_equal(decoded, photo["pixels"])
+    mapped = tf.data.Dataset.from_tensors(photo["jpeg"]).map(host.decode)
+    np.testing.assert_array_equal(next(iter(mapped)), photo["pixels"])
+
+
+def test_truncated_jpeg_fails_decode_though_a_top_crop_decodes():
+    data = _sample_bytes().numpy()
+    truncated = data[:int(len(data) * 0.9)]
+    # libjpeg stops at the missing rows: a window above them still decodes...
+    assert tf.image.decode_and_crop_jpeg(truncated, [0, 0, 8, 8], channels=3).shape == (8, 8, 3)
+    # ...so `decode` (the whole window) must fail, as the crops reaching the gap do.
+    for fn in (host.decode, lambda b: host.center_crop(b, 32, 1.0)):
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            fn(truncated)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        host.decode(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP"])
+def test_gif_bmp_webp_decode_and_crop(photo, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(photo["pixels"].numpy()).save(buffer, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    encoded = buffer.getvalue()
+    decoded = host.decode(encoded)
+    assert decoded.shape == (96, 128, 3) and decoded.dtype == tf.uint8
+    if fmt != "GIF":  # lossless: the same pixels, so the same crops (a GIF has a 256-colour palette)
+        np.testing.assert_array_equal(decoded, photo["pixels"])
+        seed = tf.constant([3, 1], tf.int64)
+        np.testing.assert_array_equal(host.two_views(encoded, seed, 32)[0],
+                                      host.two_views(photo["pixels"], seed, 32)[0])
+    assert host.center_crop(encoded, 32).shape == (32, 32, 3)

@@ -1,9 +1,7 @@
 """Tests of byol_tf/training/checkpointing.py: the `Checkpointer` (save, keep-N, resume, SIGTERM)."""
 
+import logging
 import os
-import signal
-import threading
-import time
 
 import keras
 import numpy as np
@@ -94,41 +92,104 @@ def test_restore_refuses_a_checkpoint_missing_part_of_the_state(tmp_path):
         checkpointing.Checkpointer(str(tmp_path), bigger).restore_latest()
 
 
-def test_sigterm_only_requests_a_stop_while_watched(tmp_path):
-    calls = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
-    try:
-        checkpointer, _ = _checkpointer(tmp_path)
-        checkpointer.watch_signals()
-        assert not checkpointer.stop_requested
-        os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while not checkpointer.stop_requested and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert checkpointer.stop_requested and calls == []
-        checkpointer.restore_signals()
-        os.kill(os.getpid(), signal.SIGTERM)  # back to the handler installed before
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert calls == [signal.SIGTERM]
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _saved(tmp_path, steps, keep=None):
+    checkpointer, variable = _checkpointer(tmp_path, keep=keep)
+    for step in steps:
+        variable.assign(float(step))
+        checkpointer.save(step)
+    return checkpointer
 
 
-def test_watch_signals_outside_the_main_thread_leaves_signals_alone(tmp_path):
+def _files(tmp_path, step):
+    prefix = os.path.join(run_dir.checkpoints_dir(str(tmp_path)), f"ckpt-{step}")
+    return prefix + ".index", prefix + ".data-00000-of-00001"
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def test_steps_lists_the_checkpoints_on_disk(tmp_path):
+    checkpointer = _saved(tmp_path, [])
+    assert checkpointer.steps() == []
+    assert checkpointer.restore() is None
+    _saved(tmp_path, [30, 10, 20])
+    assert checkpointer.steps() == [10, 20, 30]
+
+
+def test_restore_skips_a_truncated_newest_checkpoint(tmp_path, caplog):
+    _saved(tmp_path, [1, 2, 3])
+    _truncate(_files(tmp_path, 3)[1])  # "IndexError: Read less bytes than requested" before
+    checkpointer, variable = _checkpointer(tmp_path, -1.0)
+    with caplog.at_level(logging.WARNING):
+        assert checkpointer.restore() == 2
+    assert float(variable.numpy()) == 2.0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "ckpt-3 (IndexError: Read less bytes than requested)" in warning and "resumed from" in warning
+    assert "\n" not in warning
+
+
+def test_restore_skips_a_checkpoint_missing_its_index(tmp_path, caplog):
+    _saved(tmp_path, [1, 2, 3])
+    os.remove(_files(tmp_path, 3)[0])  # NotFoundError before
+    os.remove(_files(tmp_path, 2)[1])
+    checkpointer, variable = _checkpointer(tmp_path, -1.0)
+    with caplog.at_level(logging.WARNING):
+        assert checkpointer.restore_latest() is True
+    assert float(variable.numpy()) == 1.0
+    assert "ckpt-3 (its .index file is missing); ckpt-2 (its .data file is missing)" in caplog.text
+    assert checkpointer.steps() == [1, 2]
+
+
+def test_restore_without_any_readable_checkpoint_fails_in_one_line(tmp_path):
+    _saved(tmp_path, [1, 2])
+    for step in (1, 2):
+        _truncate(_files(tmp_path, step)[1])
     checkpointer, _ = _checkpointer(tmp_path)
-    before = signal.getsignal(signal.SIGTERM)
-    errors = []
+    with pytest.raises(FileNotFoundError, match="No checkpoint in .* can be read: ckpt-2 .*; ckpt-1 ") as info:
+        checkpointer.restore()
+    assert "\n" not in str(info.value)
 
-    def watch():
-        try:
-            checkpointer.watch_signals()
-            checkpointer.restore_signals()
-        except Exception as e:  # pylint: disable=broad-except
-            errors.append(e)
 
-    thread = threading.Thread(target=watch)
-    thread.start()
-    thread.join()
-    assert errors == []
-    assert signal.getsignal(signal.SIGTERM) is before
+def test_restore_a_given_step(tmp_path):
+    _saved(tmp_path, [1, 2, 3])
+    checkpointer, variable = _checkpointer(tmp_path, -1.0)
+    assert checkpointer.restore(np.int64(1)) == 1
+    assert float(variable.numpy()) == 1.0
+    with pytest.raises(FileNotFoundError, match=r"No checkpoint for step 4 .*\(available steps: 1, 2, 3\)") as info:
+        checkpointer.restore(4)
+    assert "\n" not in str(info.value)
+    _truncate(_files(tmp_path, 2)[1])
+    with pytest.raises(FileNotFoundError, match=r"ckpt-2 cannot be read \(IndexError: .*\(available: 1, 2, 3\)"):
+        checkpointer.restore(2)  # an explicit step never falls back
+
+
+def test_resuming_after_going_back_follows_the_save_order(tmp_path):
+    # Diverged at step 3: go back to step 1 and train again. The next resume must take the
+    # new step 2, not the diverged step 3, although 3 is the larger number.
+    first = _saved(tmp_path, [1, 2, 3], keep=5)
+    first.restore(1)
+    first.manager.checkpoint.v.assign(20.0)
+    first.save(2)
+    checkpointer, variable = _checkpointer(tmp_path, -1.0, keep=5)
+    assert checkpointer.restore() == 2 and float(variable.numpy()) == 20.0
+
+
+def test_all_finite():
+    assert checkpointing.all_finite([]) is True
+    finite = [tf.Variable([1.0, -2.0]), keras.Variable(np.ones((2, 2), "float32")), tf.Variable(3, dtype=tf.int64)]
+    assert checkpointing.all_finite(finite) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        assert checkpointing.all_finite(finite + [tf.Variable([0.0, bad])]) is False
+        assert checkpointing.all_finite([keras.Variable(np.array([[1.0, bad]], "float32"))]) is False
+    assert checkpointing.all_finite([tf.Variable(tf.constant([1.0, np.nan], tf.bfloat16))]) is False
+
+
+def test_all_finite_checks_a_built_model():
+    built = builders.build_training(tiny_config(), num_examples=1000, num_classes=10)
+    variables = built.model.weights + built.optimizer.variables
+    assert checkpointing.all_finite(variables) is True
+    weight = built.model.weights[-1]
+    weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+    assert checkpointing.all_finite(variables) is False

@@ -117,6 +117,7 @@ def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
 
     class Stopped:
         step = 4
+        exit_code = 143
 
     monkeypatch.setattr(cifar_budget, "pretrain_byol", lambda *args: (Stopped(), 1.0))
     lines = []

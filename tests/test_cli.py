@@ -3,8 +3,10 @@
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -31,6 +33,7 @@ def test_missing_data_directory(tmp_path):
 def test_empty_class_folder(tmp_path):
     root = tmp_path / "images"
     shutil.copytree(SAMPLE / "train" / "cat", root / "train" / "cat")
+    shutil.copytree(SAMPLE / "test" / "cat", root / "test" / "cat")  # the end-of-run evaluation's split
     (root / "train" / "dog").mkdir()
     code, line = _train(tmp_path, "--config.data.source=folder", f"--config.data.data_dir={root}")
     assert code == 1
@@ -95,3 +98,36 @@ def test_unusable_workdir(tmp_path, workdir, words):
     code, line = _train_all(f"--workdir={tmp_path / workdir}")
     assert code == 1
     assert line.startswith(f"error: --workdir={tmp_path / workdir}") and words in line
+
+
+def test_sigterm_mid_loop_saves_and_exits_143_without_final_results(tmp_path):
+    # One long loop call (50 steps of ~0.1 s): the stop must not wait for its end.
+    workdir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "byol_tf.train", f"--workdir={workdir}", "--config=configs/quickstart.py:smoke",
+         "--config.training.max_steps=400", "--config.training.steps_per_loop=50",
+         "--config.training.log_every_steps=50", "--config.evals.at_end=linear"],
+        cwd=pathlib.Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    for line in process.stdout:
+        if line.startswith("step 50/400"):  # compiled and running the second call
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)  # a hang guard, not a speed target
+    assert process.returncode == 143, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Stopped at step ") and "Run the same command to resume" in last
+    step = int(last.split()[3])
+    assert 50 < step < 100  # stopped inside the second loop call, not at its end
+    assert (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
+    assert not (workdir / "eval").exists()  # no results of an unfinished run
+
+
+def test_a_config_file_that_raises_is_one_line(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def get_config():\n    return 1 / 0\n")
+    code, line = _train(tmp_path, f"--config={bad}")
+    assert code == 2 and line == "error: --config: the config file's get_config() raised ZeroDivisionError: division by zero"
+    code, line = _train(tmp_path, f"--config={SAMPLE.parent.parent.parent / 'configs' / 'finetune_imagenet.py'}:5pct")
+    assert code == 2 and line.startswith("error: --config: the config file's get_config() raised ValueError: Use")

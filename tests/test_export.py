@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -308,6 +309,32 @@ def test_refuses_existing_versions(trained, tmp_path):
     assert export_lib.existing_versions(str(tmp_path)) == [3, 10]
     with pytest.raises(FileExistsError, match="next free: 11"):  # "0010" is TF-Serving's version 10
         export_lib.export(trained["workdir"], str(tmp_path), version=10)
+
+
+def _temp_export(export_dir, name, age_seconds):
+    path = os.path.join(export_dir, name)
+    os.makedirs(os.path.join(path, "variables"))
+    with open(os.path.join(path, "variables", "variables.index"), "wb") as f:
+        f.write(b"half-written")
+    when = time.time() - age_seconds
+    for entry in (path, os.path.join(path, "variables"), os.path.join(path, "variables", "variables.index")):
+        os.utime(entry, (when, when))
+    return path
+
+
+def test_export_removes_stale_temp_dirs_of_killed_exports(trained, tmp_path):
+    export_dir = str(tmp_path)
+    stale = _temp_export(export_dir, ".tmp-1-0badc0de", 2 * 3600)
+    young = _temp_export(export_dir, ".tmp-1-5eedf00d", 60)  # another export may be writing it
+    touched = _temp_export(export_dir, ".tmp-2-1234abcd", 2 * 3600)
+    with open(os.path.join(touched, "variables", "variables.data-00000-of-00001"), "wb") as f:
+        f.write(b"written now")  # its newest file is young
+    os.makedirs(os.path.join(export_dir, ".tmp-not-ours"))
+    os.utime(os.path.join(export_dir, ".tmp-not-ours"), (0, 0))
+    assert export_lib.export(trained["workdir"], export_dir) == os.path.join(export_dir, "1")
+    assert not os.path.exists(stale)
+    assert sorted(os.listdir(export_dir)) == [".tmp-1-5eedf00d", ".tmp-2-1234abcd", ".tmp-not-ours", "1"]
+    assert export_lib.remove_stale_temps(export_dir, max_age_seconds=30) == [young]
 
 
 def test_missing_run_or_checkpoint(trained, tmp_path):

@@ -3,8 +3,10 @@
 import io
 import os
 
+import keras
 import ml_collections
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from byol_tf import defaults
@@ -134,3 +136,26 @@ def test_cached_probe_uses_a_random_capped_subset_and_shares_features():
     cached = ctx.split_features("train", 150, config.seed)
     assert len(cached[1]) == 150 and len(set(cached[1].tolist())) == 3  # a random subset, all classes
     assert ctx.split_features("train", 150, config.seed) is cached  # computed once per context
+
+
+def test_an_interrupted_linear_protocol_resumes_from_its_backup(tmp_path):
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.linear.update(cache_features=True, epochs=4, batch_size=256)
+    ctx = context.from_run(workdir, config)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("killed")
+
+    backup = str(tmp_path / "linear.backup")
+    with pytest.raises(RuntimeError, match="killed"):
+        linear.run(ctx, config, callbacks=[keras.callbacks.BackupAndRestore(backup), Crash()])
+    assert os.path.isdir(backup)
+    resumed = linear.run(ctx, config, callbacks=[keras.callbacks.BackupAndRestore(backup)])
+    assert len(resumed["history"]["loss"]) == 2  # epochs 3 and 4 only
+    assert not os.path.exists(backup)  # removed once the protocol finished
+    # The runner gives every protocol its backup next to the result file.
+    result = runner.evaluate("linear", ctx, config, output=str(tmp_path / "out" / "linear.json"), print_fn=len)
+    assert len(result["history"]["loss"]) == 4 and not os.path.exists(tmp_path / "out" / "linear.backup")

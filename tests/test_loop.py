@@ -8,6 +8,8 @@ import math
 import os
 import pathlib
 import signal
+import threading
+import time
 import subprocess
 import sys
 import textwrap
@@ -18,8 +20,8 @@ import tensorflow as tf
 
 from byol_tf import defaults
 from byol_tf import run_dir
-from byol_tf.data import pipeline
 from byol_tf.training import loop
+from byol_tf.training import stopping
 from conftest import small_tree, tiny_config
 
 
@@ -52,15 +54,7 @@ def test_end_to_end_run(tmp_path, config):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path, monkeypatch):
-    seeds = []
-    real_dataset = pipeline.pretrain_dataset
-
-    def spy(config, batch_size, input_context=None, seed=None):
-        seeds.append(seed)
-        return real_dataset(config, batch_size, input_context, seed=seed)
-
-    monkeypatch.setattr(loop.pipeline, "pretrain_dataset", spy)
+def test_resume_continues_from_the_checkpoint(tmp_path):
     first = _train(tiny_config(max_steps=2), tmp_path)
     assert first.step == 2
     lines = []
@@ -69,9 +63,28 @@ def test_resume_continues_from_the_checkpoint(tmp_path, monkeypatch):
     assert lines[0].startswith("step 4/4")  # no step before 2 was re-run
     assert os.path.exists(tmp_path / "checkpoints" / "ckpt-2.index")
     assert os.path.exists(tmp_path / "checkpoints" / "ckpt-4.index")
-    # The resumed run's input pipeline is reseeded by its start step.
-    seed = tiny_config().seed
-    assert seeds == [loop.data_seed(seed, 0), loop.data_seed(seed, 2)] and seeds[0] != seeds[1]
+
+
+def _stop_at(step):
+    """A print_fn that sends this process SIGTERM when the line of `step` is printed."""
+
+    def print_fn(line):
+        if line.startswith(f"step {step}/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return print_fn
+
+
+def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    config = tiny_config(max_steps=6, log_every_steps=2, checkpoint_every_steps=1000)
+    whole = loop.train(config, str(tmp_path / "whole"), print_fn=lambda line: None)
+    stopped = loop.train(config, str(tmp_path / "cut"), print_fn=_stop_at(2))
+    assert (stopped.step, stopped.exit_code, stopped.finished) == (2, 143, False)
+    resumed = loop.train(config, str(tmp_path / "cut"), print_fn=lambda line: None)
+    assert (resumed.step, resumed.exit_code, resumed.finished) == (6, 0, True)
+    for a, b in zip(whole.model.weights, resumed.model.weights):  # online, target, BN statistics, probe
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
 
 
 def test_resume_refuses_a_different_model(tmp_path):
@@ -90,7 +103,7 @@ def test_sigterm_saves_and_stops(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
 
     result = loop.train(config, str(tmp_path), print_fn=print_fn)
-    assert result.step == 2
+    assert result.step == 2 and result.exit_code == 143 and not result.finished
     assert os.path.exists(tmp_path / "checkpoints" / "ckpt-2.index")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
@@ -144,7 +157,9 @@ def _steps(columns):
 def _run_loop(columns, sizes, with_probe=True, jit_compile=False):
     run = loop.make_loop_fn(tf.distribute.get_strategy(), _metrics_from_batch, with_probe, jit_compile)
     iterator = _steps(columns)
-    return [{k: float(v) for k, v in run(iterator, tf.constant(n)).items()} for n in sizes]
+    results = [{k: float(v) for k, v in run(iterator, tf.constant(n)).items()} for n in sizes]
+    assert [r.pop("steps") for r in results] == list(sizes)  # every step ran
+    return results
 
 
 def _expected(columns, start, stop):
@@ -220,6 +235,7 @@ def test_loop_sums_shares_and_averages_means_across_replicas():
     assert done.returncode == 0, done.stderr[-3000:]
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")][0]
     result = json.loads(line[len("RESULT"):])
+    assert result.pop("steps") == 2
     # Steps give replica values (1, 3) and (2, 6): sums 4 and 8, means 2 and 4.
     _assert_metrics(result, {
         "loss": 6.0, "probe_loss": 6.0,  # summed over replicas, averaged over steps
@@ -229,12 +245,63 @@ def test_loop_sums_shares_and_averages_means_across_replicas():
     })
 
 
-def test_data_seed_gives_a_resumed_run_other_images(config):
-    def first_batch(start):
-        dataset = pipeline.pretrain_dataset(config, 8, seed=loop.data_seed(config.seed, start))
-        return next(iter(dataset))
+def test_a_stop_request_ends_a_long_loop_call_after_the_step_in_flight():
+    def slow_step(batch):
+        tf.py_function(lambda: time.sleep(0.01), [], [])
+        return {"loss": batch["loss"], "embedding_std": batch["loss"], "tau": batch["loss"]}
 
-    fresh, again, resumed = first_batch(0), first_batch(0), first_batch(2)
-    for key in ("view1", "view2", "label"):
-        np.testing.assert_array_equal(fresh[key].numpy(), again[key].numpy())  # reproducible
-    assert not np.array_equal(fresh["view1"].numpy(), resumed["view1"].numpy())
+    columns = {"loss": np.ones(8, np.float32)}
+    iterator = iter(tf.data.Dataset.from_tensor_slices(columns).repeat())
+    with stopping.StopSignal() as stop:
+        run = loop.make_loop_fn(tf.distribute.get_strategy(), slow_step, with_probe=False, stop=stop.variable)
+        run(iterator, tf.constant(1))  # traced
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        result = run(iterator, tf.constant(100_000))  # ~17 minutes without the stop
+    timer.join()
+    assert 0 < int(result["steps"]) < 100_000, int(result["steps"])
+    assert float(result["loss"]) == 1.0  # averaged over the steps that ran
+    assert stop.requested and stop.reason == "SIGTERM" and stop.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_diverged_run_never_saves_non_finite_weights(tmp_path):
+    config = tiny_config(max_steps=8, log_every_steps=2, checkpoint_every_steps=2)
+    config.optimizer.base_learning_rate = 1e30
+    with pytest.raises(FloatingPointError, match=r"newest checkpoint \(.*(none yet|ckpt-\d+)\) holds finite weights"):
+        loop.train(config, str(tmp_path), print_fn=lambda line: None)
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    for path in (checkpoints.all_model_checkpoint_paths if checkpoints else []):
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            value = reader.get_tensor(name)
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.all(np.isfinite(value)), (path, name)
+
+
+def test_restore_step_goes_back_once_then_relaunches_resume_normally(tmp_path):
+    config = tiny_config(max_steps=4, log_every_steps=2, checkpoint_every_steps=2)
+    loop.train(config, str(tmp_path), print_fn=lambda line: None)  # ckpt-2, ckpt-4
+    config = tiny_config(max_steps=6, log_every_steps=2, checkpoint_every_steps=2)
+    config.training.restore_step = 3
+    with pytest.raises(FileNotFoundError, match=r"step 3 .*available steps: 2, 4"):
+        loop.train(config, str(tmp_path), print_fn=lambda line: None)
+    config.training.restore_step = 2
+    lines = []
+
+    def stop_at_4(line):
+        lines.append(line)
+        _stop_at(4)(line)
+
+    assert loop.train(config, str(tmp_path), print_fn=stop_at_4).step == 4
+    assert lines[0].startswith("step 4/6")  # back to 2: steps 3-4 ran again
+    lines.clear()
+    again = loop.train(config, str(tmp_path), print_fn=lines.append)  # the same command, relaunched
+    assert again.step == 6 and lines[0].startswith("step 6/6")  # from 4, not rewound to 2
+
+
+def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
+    with run_dir.lock(str(tmp_path)):
+        with pytest.raises(defaults.ConfigError, match="in use by another run"):
+            loop.train(tiny_config(max_steps=2), str(tmp_path), print_fn=lambda line: None)
+    assert not (tmp_path / "checkpoints").exists()

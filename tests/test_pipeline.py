@@ -1,5 +1,6 @@
 """Tests for byol_tf.data.pipeline on the bundled sample, small folders and mocked TFDS."""
 
+import contextlib
 import os
 import shutil
 
@@ -14,7 +15,6 @@ from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import pipeline
 from byol_tf.data import sources
-from byol_tf.training import loop
 from conftest import ROOT, load_config_module
 
 
@@ -59,22 +59,29 @@ def test_pretrain_reproducible_by_seed():
     assert not np.array_equal(first[0]["view1"], first[2]["view1"])
 
 
+def _epoch0_file(i, seed, n):
+    """File index at position `i` of epoch 0: the documented seeded permutation."""
+    stream = pipeline.mix_seed(seed, 0)  # pipeline 0
+    key = tf.constant([stream // 2**31, stream % 2**31], tf.int64)
+    return int(tf.random.experimental.index_shuffle(tf.constant(i, tf.int64), key, n - 1))
+
+
 def _expected_views(cfg, seed, sampler):
-    """The first 8 examples' views recomputed with `host.two_views`, in file order."""
-    ds, _ = sources.load_source(cfg.data, "train")
+    """The first 8 examples' views recomputed with `host.two_views`, in epoch 0's file order."""
+    paths, _, _ = sources.list_image_folder(sources.sample_dir(), "train")
     views = []
-    for i, example in enumerate(ds.take(8)):
-        example_seed = tf.random.experimental.stateless_fold_in(  # int64 counter, as `enumerate`
+    for i in range(8):
+        image = tf.io.read_file(paths[_epoch0_file(i, seed, len(paths))])
+        example_seed = tf.random.experimental.stateless_fold_in(  # the position, int64
             tf.constant([seed, 0], tf.int64), tf.constant(i, tf.int64))
-        views.append(host.two_views(example["image"], example_seed, 32, tuple(cfg.augment.area_range),
-                                    sampler=sampler))
+        views.append(host.two_views(image, example_seed, 32, tuple(cfg.augment.area_range), sampler=sampler))
     return [np.stack([v[j] for v in views]) for j in range(2)]
 
 
 def test_pretrain_views_use_the_configured_crop_sampler():
     batches = {}
     for sampler in (None, "reference", "retry"):  # None: a config without the key
-        cfg = _config(cache=True, shuffle_buffer=0)  # file order, example i has counter i
+        cfg = _config(cache=True)
         cfg.augment.area_range = (0.8, 1.0)  # large crops: many overflow the image
         if sampler:
             cfg.augment.crop_sampler = sampler
@@ -169,6 +176,65 @@ def test_mix_seed_values():
     assert len({pipeline.mix_seed(7, v) for v in range(100)}) == 100
 
 
-def test_resumed_runs_reseed_the_input_pipeline():
-    assert loop.data_seed(2, 0) == 2_000_006
-    assert loop.data_seed(2, 10) == 2_000_016  # not the images of the first steps again
+def test_each_epoch_is_a_seeded_permutation_of_the_files(tmp_path):
+    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)))  # 15 files, 3 classes
+    images = [b["view1"] for b in pipeline.pretrain_dataset(cfg, 5).take(9).as_numpy_iterator()]
+    labels = np.concatenate([b["label"] for b in pipeline.pretrain_dataset(cfg, 5).take(9).as_numpy_iterator()])
+    for epoch in range(3):  # every epoch: each file once (5 per class)
+        assert np.bincount(labels[15 * epoch:15 * (epoch + 1)]).tolist() == [5, 5, 5]
+    order = [_epoch0_file(i, 0, 15) for i in range(15)]
+    assert sorted(order) == list(range(15)) and order != list(range(15))
+    assert not np.array_equal(images[0], images[3])  # epoch 1 differs from epoch 0
+
+
+@pytest.mark.parametrize("source", ["folder", "tfds"])
+def test_a_stream_started_at_step_k_is_the_rest_of_the_uninterrupted_one(tmp_path, source):
+    if source == "folder":
+        cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)))
+        context = contextlib.nullcontext()
+    else:
+        cfg = _config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=8)
+        context = tfds.testing.mock_data(num_examples=15)
+    with context:
+        whole = list(pipeline.pretrain_dataset(cfg, 4).take(10).as_numpy_iterator())
+        for start in (1, 3, 4, 7):  # within the first epoch, on its boundary, later epochs
+            resumed = list(pipeline.pretrain_dataset(cfg, 4, start_step=start).take(10 - start).as_numpy_iterator())
+            for a, b in zip(whole[start:], resumed):
+                for key in ("view1", "view2", "label"):
+                    np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_an_epoch_without_decodable_images_stops_the_stream(tmp_path):
+    root = _small_tree(str(tmp_path))
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            data = open(path, "rb").read()
+            with open(path, "wb") as out:
+                out.write(data[: len(data) // 3])  # JPEG magic intact: passes the listing
+    cfg = _config(source="folder", data_dir=root)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=pipeline.UNDECODABLE_MARKER):
+        list(pipeline.pretrain_dataset(cfg, 4).take(3))
+
+
+def test_tfds_decoded_images_of_varying_sizes_survive_the_block_shuffle():
+    cfg = _config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=4)
+    sizes = [(20 + i, 30 - i) for i in range(10)]
+
+    def varying(self, *args, **kwargs):  # a TFDS set that yields decoded pixels of several sizes
+        del self, args, kwargs
+
+        def generate():
+            for i, (h, w) in enumerate(sizes):
+                yield {"image": np.full((h, w, 3), 10 * i, np.uint8), "label": np.int64(i)}
+
+        return tf.data.Dataset.from_generator(generate, output_signature={
+            "image": tf.TensorSpec([None, None, 3], tf.uint8), "label": tf.TensorSpec([], tf.int64)})
+
+    with tfds.testing.mock_data(as_dataset_fn=varying):
+        batches = list(pipeline.pretrain_dataset(cfg, 5).take(2).as_numpy_iterator())
+    labels = np.concatenate([b["label"] for b in batches])
+    assert sorted(labels.tolist()) == list(range(10)) and labels.tolist() != list(range(10))
+    for batch in batches:  # each view is a crop of its own constant image
+        for view, label in zip(batch["view1"], batch["label"]):
+            assert view.shape == (32, 32, 3) and np.all(view == 10 * label)

@@ -1,9 +1,11 @@
 """Tests for byol_tf.pretraining: pretraining followed by the end-of-run evaluations."""
 
 import numpy as np
+import pytest
 
 from byol_tf import pretraining
 from byol_tf import run_dir
+from byol_tf.data import sources
 from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from conftest import tiny_config
@@ -53,3 +55,12 @@ def test_no_evaluation_unless_asked(tmp_path):
     config = tiny_config(max_steps=2)
     result = pretraining.run(config, str(tmp_path), print_fn=lambda line: None)
     assert result.evaluations == {} and not (tmp_path / "eval").exists()
+
+
+def test_a_missing_evaluation_split_fails_before_training(tmp_path):
+    config = tiny_config()
+    config.evals.update(at_end="knn")
+    config.evals.data.eval_split = "validation"  # the sample has train/ and test/
+    with pytest.raises(sources.DataError, match="Split folder 'validation' not found"):
+        pretraining.run(config, str(tmp_path / "run"), print_fn=lambda line: None)
+    assert not (tmp_path / "run" / "checkpoints").exists()

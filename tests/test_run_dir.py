@@ -1,7 +1,12 @@
 """The run directory layout: config.json, checkpoints/, train/, eval/."""
 
 import json
+import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -55,6 +60,7 @@ def test_config_round_trip(tmp_path):
 def test_write_config_refuses_a_different_model(tmp_path):
     workdir = str(tmp_path)
     run_dir.write_config(run_config(), workdir)
+    _save_checkpoints(workdir, [1])  # the refusal protects checkpoints
     deeper = run_config()
     deeper.model.depth = 34
     message = _one_line_error(defaults.ConfigError, "different config.model", run_dir.write_config, deeper, workdir)
@@ -65,6 +71,22 @@ def test_write_config_refuses_a_different_model(tmp_path):
                     run_dir.write_config, larger, workdir)
     assert run_dir.read_config(workdir).model.depth == 18  # the refused configs were not written
     assert run_dir.read_config(workdir).data.image_size == 32
+
+
+def test_write_config_replaces_a_different_model_before_the_first_checkpoint(tmp_path, caplog):
+    # A run that failed while starting (no checkpoint) must not block the corrected command.
+    workdir = str(tmp_path)
+    run_dir.write_config(run_config(), workdir)
+    deeper = run_config()
+    deeper.model.depth = 34
+    (tmp_path / "checkpoints" / "ckpt-1_temp").mkdir(parents=True)  # a save killed half-way is no checkpoint
+    with caplog.at_level(logging.WARNING):
+        run_dir.write_config(deeper, workdir)
+    assert run_dir.read_config(workdir).model.depth == 34
+    assert "Replacing" in caplog.text and "no checkpoint yet" in caplog.text and "config.model" in caplog.text
+    _save_checkpoints(workdir, [2])
+    _one_line_error(defaults.ConfigError, "different config.model", run_dir.write_config, run_config(), workdir)
+    assert run_dir.read_config(workdir).model.depth == 34
 
 
 def test_read_config_without_a_run(tmp_path):
@@ -79,7 +101,17 @@ def test_checkpoint_paths(tmp_path):
     assert run_dir.checkpoint_path(workdir) == os.path.join(workdir, "checkpoints", "ckpt-5")
     assert run_dir.checkpoint_path(workdir, 3) == os.path.join(workdir, "checkpoints", "ckpt-3")
     assert run_dir.checkpoint_path(workdir, np.int64(5)) == os.path.join(workdir, "checkpoints", "ckpt-5")
-    _one_line_error(FileNotFoundError, "No checkpoint for step 4 in", run_dir.checkpoint_path, workdir, 4)
+    message = _one_line_error(FileNotFoundError, "No checkpoint for step 4 in", run_dir.checkpoint_path, workdir, 4)
+    assert "available steps: 3, 5" in message
+
+
+def test_checkpoint_steps_lists_complete_checkpoints(tmp_path):
+    workdir = str(tmp_path)
+    assert run_dir.checkpoint_steps(workdir) == []
+    _save_checkpoints(workdir, [10, 2, 7])
+    (tmp_path / "checkpoints" / "ckpt-11_temp").mkdir()
+    assert run_dir.checkpoint_steps(workdir) == [2, 7, 10]
+    assert run_dir.checkpoint_step(run_dir.checkpoint_path(workdir)) == 7  # the newest save
 
 
 def test_holds_run(tmp_path):
@@ -157,7 +189,125 @@ def test_check_num_classes(tmp_path):
     workdir = str(tmp_path)
     run_dir.check_num_classes(workdir, 10)  # nothing recorded yet
     run_dir.write_num_classes(workdir, 10)
+    run_dir.check_num_classes(workdir, 2)  # no checkpoint yet: a failed start does not block the workdir
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), run_dir.checkpoints_dir(workdir), 3)
+    manager.save(checkpoint_number=1)
     run_dir.check_num_classes(workdir, 10)
     run_dir.check_num_classes(workdir, None)  # data without labels
     message = _one_line_error(defaults.ConfigError, "new --workdir", run_dir.check_num_classes, workdir, 2)
     assert "10 classes" in message and "has 2" in message
+
+
+def _dead_pid():
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                             capture_output=True, text=True, check=True)
+    return int(process.stdout)
+
+
+def _write_lock(workdir, **holder):
+    record = dict(host=socket.gethostname(), pid=os.getpid(), started="2026-01-01T00:00:00+0000")
+    record.update(holder)
+    path = os.path.join(workdir, ".lock")
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path
+
+
+def test_lock_records_the_holder_and_is_released(tmp_path):
+    workdir = str(tmp_path / "run")  # created by lock
+    with run_dir.lock(workdir) as path:
+        assert path == run_dir.lock_path(workdir) == os.path.join(workdir, ".lock")
+        with open(path) as f:
+            holder = json.load(f)
+        assert holder["host"] == socket.gethostname() and holder["pid"] == os.getpid()
+        assert holder["started"].startswith(time.strftime("%Y-"))
+    assert not os.path.exists(path)
+    with run_dir.lock(workdir):  # free again
+        pass
+
+
+def test_a_second_lock_is_refused_with_one_line(tmp_path):
+    workdir = str(tmp_path)
+    with run_dir.lock(workdir) as path:
+        with open(path) as f:
+            before = f.read()
+        with pytest.raises(defaults.ConfigError) as info:
+            with run_dir.lock(workdir):
+                pytest.fail("a second run got the lock")
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"lock {path} held by host {socket.gethostname()}, pid {os.getpid()}" in message
+        assert "use another --workdir" in message and f"delete {path}" in message
+        with open(path) as f:
+            assert f.read() == before  # the refused run left the holder's lock alone
+    assert not os.path.exists(path)
+
+
+def test_lock_is_released_after_an_exception(tmp_path):
+    workdir = str(tmp_path)
+    with pytest.raises(RuntimeError, match="crash"):
+        with run_dir.lock(workdir):
+            raise RuntimeError("crash")
+    assert not os.path.exists(run_dir.lock_path(workdir))
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
+    workdir = str(tmp_path)
+    pid = _dead_pid()
+    path = _write_lock(workdir, pid=pid)
+    with caplog.at_level(logging.WARNING):
+        with run_dir.lock(workdir):
+            with open(path) as f:
+                assert json.load(f)["pid"] == os.getpid()
+    assert f"stale lock {path}" in caplog.text and f"pid {pid}" in caplog.text
+    assert os.listdir(workdir) == []
+
+
+def test_lock_of_a_reused_pid_is_taken_over(tmp_path):
+    # A restarted container: same host name, same pid, but another process.
+    path = _write_lock(str(tmp_path), process="another-boot:123")
+    with run_dir.lock(str(tmp_path)):
+        with open(path) as f:
+            assert json.load(f)["process"] != "another-boot:123"
+
+
+def test_lock_of_another_host_is_respected(tmp_path):
+    path = _write_lock(str(tmp_path), host="tpu-worker-elsewhere", pid=_dead_pid())
+    message = _one_line_error(defaults.ConfigError, "held by host tpu-worker-elsewhere", run_dir.lock(str(tmp_path)).__enter__)
+    assert f"delete {path}" in message
+    assert os.path.exists(path)
+
+
+def test_an_empty_lock_is_held_while_young_and_stale_when_old(tmp_path):
+    path = tmp_path / ".lock"
+    path.write_text("")  # its creator has not written it yet, or was killed before
+    _one_line_error(defaults.ConfigError, "in use by another run", run_dir.lock(str(tmp_path)).__enter__)
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    with run_dir.lock(str(tmp_path)):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_clean_leftovers_removes_interrupted_saves_only(tmp_path, caplog):
+    workdir = str(tmp_path)
+    assert run_dir.clean_leftovers(workdir) == []  # no checkpoints directory
+    _save_checkpoints(workdir, [1, 2])
+    directory = tmp_path / "checkpoints"
+    real = os.listdir(directory)
+    # What SIGKILL during CheckpointManager.save leaves (TF 2.21, reproduced), the TF 1.x
+    # saver's name, and the state file's atomic-write temp.
+    leftovers = [directory / "ckpt-3_temp", directory / f"ckpt-4_temp_{'ab' * 16}"]
+    for leftover in leftovers:
+        leftover.mkdir()
+        (leftover / "part-00000-of-00001.data-00000-of-00001.tempstate7287998464015419427").write_bytes(b"x" * 1000)
+    (directory / f"checkpoint.tmp{'cd' * 16}").write_bytes(b"y" * 24)
+    (directory / "ckpt-5_temporary").mkdir()  # not TF's name: someone else's
+    with caplog.at_level(logging.INFO, logger="absl"):  # absl flag parsing elsewhere may raise its level
+        removed = run_dir.clean_leftovers(workdir)
+    assert removed == sorted(str(p) for p in leftovers + [directory / f"checkpoint.tmp{'cd' * 16}"])
+    assert "3 leftover(s)" in caplog.text and "2024 bytes freed" in caplog.text
+    assert sorted(os.listdir(directory)) == sorted(real + ["ckpt-5_temporary"])
+    assert run_dir.checkpoint_steps(workdir) == [1, 2]
+    restored = tf.Variable(0.0)
+    tf.train.Checkpoint(v=restored).restore(run_dir.checkpoint_path(workdir)).assert_existing_objects_matched()
+    assert run_dir.clean_leftovers(workdir) == []

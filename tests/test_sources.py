@@ -6,6 +6,7 @@ import shutil
 
 import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -203,3 +204,115 @@ def test_tfds_prepared_splits_sharding_and_errors(tmp_path):
     assert "tfds build" in msg
     _bad("Unknown TFDS dataset 'no_such_set'", sources.load_source,
          _config(source="tfds", name="no_such_set", data_dir=str(tmp_path)), "train")
+
+
+def test_class_folder_with_only_unreadable_files_is_an_error(tmp_path):
+    root = _make_tree(str(tmp_path))
+    bird = os.path.join(root, "train", "bird")
+    for f in os.listdir(bird):
+        open(os.path.join(bird, f), "wb").close()  # every file of one class empty
+    msg = _bad("Class folder .*bird' has no readable image", sources.list_image_folder, root, "train")
+    assert "3 files" in msg and "remove the folder" in msg
+    _bad("bird' has no readable image", sources.load_source, _config(data_dir=root), "train")
+    # Without the magic-byte check the files are listed (the decode check finds them).
+    assert len(sources.list_image_folder(root, "train", check_files=False)[0]) == 12
+
+
+def test_gif_bmp_webp_files_are_listed(tmp_path):
+    root = _make_tree(str(tmp_path))
+    pixels = tf.io.decode_jpeg(tf.io.read_file(os.path.join(CIFAR, "train", "cat", "0000.jpg")))
+    for fmt in ("GIF", "BMP", "WEBP"):
+        Image.fromarray(pixels.numpy()).save(os.path.join(root, "train", "cat", f"x.{fmt.lower()}"), fmt)
+    paths, labels, _ = sources.list_image_folder(root, "train")
+    assert sorted(os.path.basename(p) for p in paths if "x." in p) == ["x.bmp", "x.gif", "x.webp"]
+    assert len(paths) == 15 and labels.count(2) == 8
+
+
+def test_folder_name_is_the_folder_unless_set(tmp_path):
+    root = str(tmp_path / "my_photos")
+    assert sources.image_folder(_config(data_dir=root))[1] == "cifar10"
+    for name in ("", None, sources.SAMPLE_NAME):  # unset, or left over from the quickstart
+        assert sources.image_folder(_config(data_dir=root, name=name)) == (root, "my_photos")
+        assert sources.image_folder(_config(data_dir=root + "/", name=name))[1] == "my_photos"
+    assert sources.image_folder(_config(source="sample", name=""))[1] == sources.SAMPLE_NAME
+    _make_tree(root)
+    assert sources.load_source(_config(data_dir=root, name=sources.SAMPLE_NAME), "train")[1].name == "my_photos"
+
+
+def test_check_split_folder(tmp_path):
+    root = _make_tree(str(tmp_path))
+    sources.check_split(_config(data_dir=root), "train")
+    sources.check_split(_config(source="sample"), "test")
+    for split in ("test", "validation"):
+        expected = _bad(f"Split folder '{split}' not found", sources.load_source, _config(data_dir=root), split)
+        assert _bad("not found", sources.check_split, _config(data_dir=root), split) == expected
+    _bad("does not exist", sources.check_split, _config(data_dir=str(tmp_path / "nope")), "train")
+    os.makedirs(tmp_path / "b" / "test")
+    _bad("No class folders", sources.check_split, _config(data_dir=str(tmp_path / "b")), "test")
+
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+def test_check_decodable_folder(tmp_path, caplog):
+    root = _make_tree(str(tmp_path), per_class=(4, 4, 4), png_class=None)
+    cfg = _config(data_dir=root)
+    assert sources.check_decodable(cfg, "train") == (12, 12)
+    assert sources.check_decodable(cfg, "train", sample_size=5) == (5, 5)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    _truncate(files[0])  # passes the magic-byte check, fails to decode
+    with caplog.at_level("WARNING"):
+        assert sources.check_decodable(cfg, "train") == (11, 12)
+    lines = [r.getMessage() for r in caplog.records if "do not decode" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("1 of 12 sampled images of ")
+    assert files[0] in lines[0] and "Invalid JPEG data" in lines[0]
+    for f in files[1:7]:
+        _truncate(f)
+    msg = _bad("Only 5 of the 12 sampled images of .*train decode", sources.check_decodable, cfg, "train")
+    assert "check the data copy" in msg and "[Op:" not in msg
+    assert sources.check_decodable(cfg, "train", min_fraction=0.4) == (5, 12)
+    for f in files[7:]:
+        _truncate(f)
+    assert len(sources.list_image_folder(root, "train")[0]) == 12  # all pass the magic bytes
+    msg = _bad(r"None of the 12 sampled images of .*train decode \(first: .*0000.jpg: ",
+               sources.check_decodable, cfg, "train", 64, 0, 0.0)
+    assert os.path.join(root, "train") in msg
+
+
+def test_check_decodable_folder_sample_is_seeded(monkeypatch):
+    read = []
+    original = sources.tf.io.read_file
+    monkeypatch.setattr(sources.tf.io, "read_file", lambda p: read.append(p) or original(p))
+    cfg = _config(source="sample")
+    assert sources.check_decodable(cfg, "train", sample_size=8, seed=1) == (8, 8)
+    first, read[:] = list(read), []
+    sources.check_decodable(cfg, "train", sample_size=8, seed=1)
+    assert read == first and len(set(first)) == 8
+    read[:] = []
+    sources.check_decodable(cfg, "train", sample_size=8, seed=2)
+    assert read != first
+
+
+def test_check_split_and_decodable_tfds(tmp_path):
+    TinyJpegSet(data_dir=str(tmp_path)).download_and_prepare()
+    cfg = _config(source="tfds", name="tiny_jpeg_set", data_dir=str(tmp_path))
+    for split in ("train", "test", "train[:50%]"):
+        sources.check_split(cfg, split)
+    expected = _bad("split 'bogus'", sources.load_source, cfg, "bogus")
+    assert _bad("split 'bogus'", sources.check_split, cfg, "bogus") == expected
+    _bad("not prepared", sources.check_split,
+         _config(source="tfds", name="cifar10", data_dir=str(tmp_path / "empty")), "test")
+    _bad("Unknown TFDS dataset", sources.check_split, _config(source="tfds", name="no_such_set"), "test")
+    assert sources.check_decodable(cfg, "train") == (12, 12)
+    assert sources.check_decodable(cfg, "test", sample_size=3) == (3, 3)
+
+
+def test_check_split_and_decodable_tfds_mock():
+    cfg = _config(source="tfds", data_dir="/nonexistent/tfds")
+    with tfds.testing.mock_data(num_examples=5):
+        sources.check_split(cfg, "test")
+        assert sources.check_decodable(cfg, "test") == (5, 5)

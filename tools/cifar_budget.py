@@ -247,7 +247,7 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
 
     byol_dir = os.path.join(workdir, "byol")
     result, byol_seconds = pretrain_byol(config, byol_dir, plan["byol"]["steps"], print_fn)
-    if result.step < plan["byol"]["steps"]:  # stopped by SIGTERM, checkpoint saved
+    if result.exit_code or result.step < plan["byol"]["steps"]:  # stopped by a signal, checkpoint saved
         print_fn(f"BYOL stopped at step {result.step} of {plan['byol']['steps']}: run the same command to resume.")
         return None
     byol_report_path = os.path.join(workdir, "byol.json")

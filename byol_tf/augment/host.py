@@ -3,8 +3,10 @@
 Each function works on one example, eagerly or inside `tf.data.Dataset.map`,
 and takes an explicit stateless seed (an int32/int64 `[2]` tensor): the same
 seed gives the same output in both places. Images are either a scalar
-`tf.string` of encoded JPEG/PNG bytes or a decoded uint8 `[H, W, 3]` tensor;
-JPEGs are decoded only inside the crop window (`decode_and_crop_jpeg`).
+`tf.string` of encoded bytes (JPEG, PNG, GIF, BMP or WebP) or a decoded uint8
+`[H, W, 3]` tensor; JPEGs are decoded only inside the crop window
+(`decode_and_crop_jpeg`), other formats whole (`tf.io.decode_image`, first
+frame of an animation). `decode` reads a whole image the same way.
 """
 
 import math
@@ -46,12 +48,18 @@ def _resize(image, size):
 
 
 def _crop_views(image, window_fns, size):
-    """Crops `image` with each `window_fn(height_width) -> [y, x, h, w]`, resized."""
+    """Crops `image` with each `window_fn(height_width) -> [y, x, h, w]`, resized.
+
+    With `size=None` the crops are returned as they are (not resized).
+    """
+
+    def finish(crop):
+        return crop if size is None else _resize(crop, size)
 
     def from_pixels(pixels):
         shape = tf.shape(pixels)[:2]
         return tuple(
-            _resize(tf.slice(pixels, [w[0], w[1], 0], [w[2], w[3], 3]), size)
+            finish(tf.slice(pixels, [w[0], w[1], 0], [w[2], w[3], 3]))
             for w in (fn(shape) for fn in window_fns))
 
     if image.dtype != tf.string:
@@ -60,11 +68,38 @@ def _crop_views(image, window_fns, size):
     def from_jpeg():
         shape = tf.image.extract_jpeg_shape(image)[:2]
         return tuple(
-            _resize(tf.image.decode_and_crop_jpeg(image, fn(shape), channels=3), size)
+            finish(tf.image.decode_and_crop_jpeg(image, fn(shape), channels=3))
             for fn in window_fns)
 
     return tf.cond(
         tf.io.is_jpeg(image), from_jpeg, lambda: from_pixels(_decode_non_jpeg(image)))
+
+
+def decode(image):
+    """Decodes a whole image with the decoders of the crop functions.
+
+    JPEGs go through `tf.image.decode_and_crop_jpeg` with the full image as
+    the window, other formats through `tf.io.decode_image`, as in
+    `random_resized_crop`, `two_views` and `center_crop`. A truncated JPEG
+    therefore fails here although a crop window inside its intact rows would
+    decode: the training pipeline drops the views that reach the missing rows.
+
+    Args:
+        image: scalar `tf.string` of encoded bytes or uint8 `[H, W, 3]`
+            (returned unchanged).
+
+    Returns:
+        uint8 `[H, W, 3]`.
+
+    Raises:
+        tf.errors.InvalidArgumentError: if the bytes do not decode (eagerly;
+            inside `tf.data.Dataset.map` the element fails).
+    """
+
+    def whole(shape):
+        return tf.stack([0, 0, shape[0], shape[1]])
+
+    return _crop_views(_as_image(image), [whole], None)[0]
 
 
 def _check_sampler(sampler, max_attempts):
@@ -153,7 +188,7 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
     """Random crop (see `sample_crop_window`) resized bicubically to `size`.
 
     Args:
-        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        image: scalar `tf.string` of encoded bytes or uint8 `[H, W, 3]`.
         seed: int32/int64 `[2]` stateless seed.
         size: output side in pixels.
         area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.
@@ -204,7 +239,7 @@ def center_crop(image, size, crop_fraction=224 / 256):
     `size` equal to the side of a square image, the image is returned unchanged.
 
     Args:
-        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        image: scalar `tf.string` of encoded bytes or uint8 `[H, W, 3]`.
         size: output side in pixels.
         crop_fraction: crop side over the shorter image side.
             Defaults to `224 / 256`.
@@ -234,7 +269,7 @@ def two_views(image, seed, size, area_range=(0.08, 1.0),
     from `seed`.
 
     Args:
-        image: scalar `tf.string` of JPEG/PNG bytes or uint8 `[H, W, 3]`.
+        image: scalar `tf.string` of encoded bytes or uint8 `[H, W, 3]`.
         seed: int32/int64 `[2]` stateless seed.
         size: output side in pixels.
         area_range: crop area fraction range. Defaults to `(0.08, 1.0)`.

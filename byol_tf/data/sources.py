@@ -1,24 +1,36 @@
 """Example sources: TFDS, an image folder, or the bundled CIFAR-10 sample.
 
 Every source yields `{"image": ..., "label": int32 scalar}` where `image` is a
-scalar `tf.string` of encoded JPEG/PNG bytes (or a uint8 `[H, W, 3]` array for
-TFDS sets that only provide decoded pixels), so the host augmentations can
-decode only the crop window. Sharding across input pipelines happens here, at
-the file level, before any bytes are read.
+scalar `tf.string` of encoded image bytes (JPEG, PNG, GIF, BMP or WebP; or a
+uint8 `[H, W, 3]` array for TFDS sets that only provide decoded pixels), so the
+host augmentations can decode only the crop window. Sharding across input
+pipelines happens here, at the file level, before any bytes are read.
+
+`check_split` and `check_decodable` find a missing split or an undecodable
+copy of the data up front, in seconds, before a run starts.
 """
 
 import concurrent.futures
 import dataclasses
 import importlib.resources
 import os
+import re
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
+from byol_tf.augment import host
+
 SOURCES = ("tfds", "folder", "sample")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SAMPLE_NAME = "cifar10_sample"  # the bundled sample's data set name
+# Formats `tf.io.decode_image` reads (the host crops decode them, `host.decode`).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+_FORMATS = "JPEG/PNG/GIF/WebP/24- or 32-bit BMP"
+_EXTENSIONS = "/".join(IMAGE_EXTENSIONS)
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+# TF decodes palette BMPs (< 24 bits per pixel) to their palette indices, as gray.
+_BMP_BITS = (24, 32)
 
 
 class DataError(ValueError):
@@ -57,27 +69,33 @@ def load_source(data_config, split, input_context=None, *, shuffle_files=False, 
     """
     if data_config.source == "tfds":
         return _load_tfds(data_config, split, input_context, shuffle_files, seed)
-    root, name = image_folder(data_config)
-    check = data_config.get("check_files", True)
-    return _load_folder(root, split, name, input_context, shuffle_files, seed, check)
+    return _load_folder(data_config, split, input_context, shuffle_files, seed)
 
 
 def image_folder(data_config):
     """`(root, name)` of a folder or sample source.
+
+    A folder source whose `name` is empty or the bundled sample's
+    (`SAMPLE_NAME`, e.g. left over from `configs/quickstart.py`) is named
+    after its folder (the last component of `data_dir`).
 
     Raises:
         DataError: a folder source without `data_dir`, or an unknown or TFDS source.
     """
     source = data_config.source
     if source == "folder":
-        if not data_config.data_dir:
+        root = data_config.data_dir
+        if not root:
             raise DataError(
                 "data.data_dir is not set for source 'folder': set "
                 "--config.data.data_dir to the image-folder root (root/<split>/<class>/*.jpg)."
             )
-        return data_config.data_dir, data_config.get("name") or "folder"
+        name = data_config.get("name")
+        if not name or name == SAMPLE_NAME:
+            name = os.path.basename(root.rstrip("/")) or "folder"
+        return root, name
     if source == "sample":
-        return sample_dir(), "cifar10_sample"
+        return sample_dir(), SAMPLE_NAME
     if source not in SOURCES:
         raise DataError(
             f"Unknown data source {source!r}: set --config.data.source to one of {', '.join(SOURCES)}."
@@ -95,16 +113,30 @@ def sample_dir():
     return str(importlib.resources.files("byol_tf.data") / "sample")
 
 
-def list_image_folder(root, split, check_files=True):
-    """Lists `root/<split>/<class>/*.{jpg,jpeg,png}` in sorted order.
+def check_split(data_config, split):
+    """Raises the `DataError` that reading `split` would raise, without reading it.
 
-    If `root` has no `<split>` folder but holds class folders directly, `root`
-    itself is the train split. Files that are empty or do not start with
-    JPEG/PNG magic bytes are skipped and reported in one warning line.
+    For folder sources only the split folder is listed (not the files); for
+    TFDS sources the prepared split is opened but no record is read. Call it
+    for every split a run will read (e.g. the evaluation split) before
+    training, so a missing split fails in seconds rather than after training.
 
-    Returns:
-        `(paths, labels, class_names)`.
+    Args:
+        data_config: the `config.data` ConfigDict.
+        split: split name (TFDS slices such as `"train[:10%]"` pass through).
+
+    Raises:
+        DataError: a missing data directory, split or class folder, an
+            unknown or unprepared TFDS set, or a bad source.
     """
+    if data_config.source == "tfds":
+        _load_tfds(data_config, split, None, False, None)
+    else:
+        _class_folders(_split_dir(image_folder(data_config)[0], split))
+
+
+def _split_dir(root, split):
+    """`root/<split>`, or `root` itself for a train split of bare class folders."""
     if not tf.io.gfile.isdir(root):
         raise DataError(
             f"Image-folder data directory {root!r} does not exist: set "
@@ -122,6 +154,11 @@ def list_image_folder(root, split, check_files=True):
                 f"{', '.join(subdirs) or 'none'}): set --config.data.train_split/eval_split "
                 "to an existing split folder."
             )
+    return split_dir
+
+
+def _class_folders(split_dir):
+    """Sorted class folder names of `split_dir`; raises `DataError` when there are none."""
     classes = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(split_dir)
                      if tf.io.gfile.isdir(os.path.join(split_dir, d)))
     if not classes:
@@ -129,6 +166,32 @@ def list_image_folder(root, split, check_files=True):
             f"No class folders in {split_dir!r}: expected {split_dir}/<class>/*.jpg "
             "(one subfolder per class)."
         )
+    return classes
+
+
+def list_image_folder(root, split, check_files=True):
+    """Lists `root/<split>/<class>/*.{jpg,jpeg,png,gif,bmp,webp}` in sorted order.
+
+    If `root` has no `<split>` folder but holds class folders directly, `root`
+    itself is the train split. With `check_files`, files that are empty, do
+    not start with the magic bytes of their formats or are palette BMPs
+    (which TF decodes to wrong colours) are skipped and reported in one
+    warning line.
+
+    Args:
+        root: the image-folder root.
+        split: split folder name.
+        check_files: read the first bytes of every file. Defaults to `True`.
+
+    Returns:
+        `(paths, labels, class_names)`.
+
+    Raises:
+        DataError: no such folder or split, no class folders, a class folder
+            without (readable) images, or no readable image at all.
+    """
+    split_dir = _split_dir(root, split)
+    classes = _class_folders(split_dir)
     per_class = {}
     for name in classes:
         files = sorted(f for f in tf.io.gfile.listdir(os.path.join(split_dir, name))
@@ -136,52 +199,75 @@ def list_image_folder(root, split, check_files=True):
         per_class[name] = [os.path.join(split_dir, name, f) for f in files]
     if not any(per_class.values()):
         raise DataError(
-            f"No image files (.jpg/.jpeg/.png) in any class folder of {split_dir!r}: "
+            f"No image files ({_EXTENSIONS}) in any class folder of {split_dir!r}: "
             "put the images in <class>/ subfolders."
         )
     empty = [name for name, files in per_class.items() if not files]
     if empty:
         raise DataError(
-            f"Class folder {os.path.join(split_dir, empty[0])!r} is empty (no .jpg/.jpeg/.png "
+            f"Class folder {os.path.join(split_dir, empty[0])!r} is empty (no {_EXTENSIONS} "
             f"files; {len(empty)} of {len(classes)} class folders empty): add images or remove it."
         )
+    if check_files:
+        per_class = _readable_files(split_dir, per_class)
     paths = [p for name in classes for p in per_class[name]]
     labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
-    if check_files:
-        if "://" in split_dir:  # remote file systems: hide the latency of each open
-            with concurrent.futures.ThreadPoolExecutor(32) as pool:
-                ok = list(pool.map(_looks_like_image, paths))
-        else:
-            ok = [_looks_like_image(p) for p in paths]
-        bad = [p for p, good in zip(paths, ok) if not good]
-        if len(bad) == len(paths):
-            raise DataError(
-                f"All {len(paths)} image files under {split_dir!r} are unreadable (empty or "
-                f"not JPEG/PNG; first: {bad[0]}): check the data copy."
-            )
-        if bad:
-            logging.warning("skipped %d unreadable image files of %d (first: %s)",
-                            len(bad), len(paths), bad[0])
-            labels = [lab for lab, good in zip(labels, ok) if good]
-            paths = [p for p, good in zip(paths, ok) if good]
     return paths, labels, classes
+
+
+def _readable_files(split_dir, per_class):
+    """`per_class` without the files that do not start with image magic bytes."""
+    paths = [p for files in per_class.values() for p in files]
+    if "://" in split_dir:  # remote file systems: hide the latency of each open
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            ok = dict(zip(paths, pool.map(_looks_like_image, paths)))
+    else:
+        ok = {p: _looks_like_image(p) for p in paths}
+    bad = [p for p in paths if not ok[p]]
+    if len(bad) == len(paths):
+        raise DataError(
+            f"All {len(paths)} image files under {split_dir!r} are unreadable (empty or "
+            f"not {_FORMATS}; first: {bad[0]}): check the data copy."
+        )
+    readable = {name: [p for p in files if ok[p]] for name, files in per_class.items()}
+    for name, files in readable.items():
+        if not files:  # dropping the class would shift every later label
+            raise DataError(
+                f"Class folder {os.path.join(split_dir, name)!r} has no readable image (its "
+                f"{len(per_class[name])} files are empty or not {_FORMATS}; first: "
+                f"{per_class[name][0]}): replace the files or remove the folder."
+            )
+    if bad:
+        logging.warning("skipped %d unreadable image files of %d (first: %s)",
+                        len(bad), len(paths), bad[0])
+    return readable
 
 
 def _looks_like_image(path):
     try:
         opener = tf.io.gfile.GFile if "://" in path else open
         with opener(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(30)
     except (OSError, tf.errors.OpError):
         return False
-    return head.startswith(_JPEG_MAGIC) or head == _PNG_MAGIC
+    if head[:2] == b"BM":
+        return int.from_bytes(head[28:30], "little") in _BMP_BITS
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def _load_folder(root, split, name, input_context, shuffle_files, seed, check_files):
-    paths, labels, classes = list_image_folder(root, split, check_files)
+def folder_shard(data_config, split, input_context=None):
+    """`(paths, labels, SourceInfo)`: this input pipeline's files of a folder or sample source.
+
+    Shards are strided over the sorted file list, so every shard sees every
+    class; `SourceInfo` describes the whole split.
+
+    Raises:
+        DataError: the folder cannot be listed, or a shard would be empty.
+    """
+    root, name = image_folder(data_config)
+    paths, labels, classes = list_image_folder(root, split, data_config.get("check_files", True))
     info = SourceInfo(len(paths), len(classes), tuple(classes), name)
     if input_context is not None and input_context.num_input_pipelines > 1:
-        # Strided, so every shard sees every class.
         n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
         paths, labels = paths[i::n], labels[i::n]
         if not paths:
@@ -189,6 +275,11 @@ def _load_folder(root, split, name, input_context, shuffle_files, seed, check_fi
                 f"Input pipeline {i} of {n} got no files ({info.num_examples} in {split!r}): "
                 "use fewer hosts or more data."
             )
+    return paths, labels, info
+
+
+def _load_folder(data_config, split, input_context, shuffle_files, seed):
+    paths, labels, info = folder_shard(data_config, split, input_context)
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(paths, tf.string), tf.constant(labels, tf.int32)))
     if shuffle_files:
@@ -251,3 +342,65 @@ def _tfds_example(example):
         image = tf.image.grayscale_to_rgb(image)
     label = example.get("label", tf.constant(-1))
     return {"image": image, "label": tf.cast(label, tf.int32)}
+
+
+def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5):
+    """Decodes a sample of `split` on the host; raises if too few images decode.
+
+    Magic bytes do not prove an image decodes (e.g. truncated JPEGs), and the
+    training pipeline drops the images that fail: with none left it would wait
+    forever. This decodes up to `sample_size` images eagerly with
+    `byol_tf.augment.host.decode` (the decoders of the pipeline's crops, whole
+    image): a seeded random sample of the files of a folder source, the first
+    examples of a TFDS split. Some failures give one warning line.
+
+    Args:
+        data_config: the `config.data` ConfigDict.
+        split: split name.
+        sample_size: images to decode at most. Defaults to 64.
+        seed: seed of the folder sample. Defaults to 0.
+        min_fraction: least fraction of the sample that must decode.
+            Defaults to 0.5.
+
+    Returns:
+        `(decoded, sampled)` counts.
+
+    Raises:
+        DataError: no sampled image decodes, or fewer than `min_fraction`.
+    """
+    if is_image_folder(data_config):
+        root, _ = image_folder(data_config)
+        paths, _, _ = list_image_folder(root, split, data_config.get("check_files", True))
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(len(paths), min(sample_size, len(paths)), replace=False))
+        where = os.path.dirname(os.path.dirname(paths[0]))  # the split folder
+        items = ((paths[i], lambda p=paths[i]: tf.io.read_file(p)) for i in chosen)
+    else:
+        ds, _ = load_source(data_config, split)
+        where = f"TFDS {data_config.name!r} split {split!r}"
+        items = ((f"example {i}", lambda ex=ex: ex["image"])
+                 for i, ex in enumerate(ds.take(sample_size)))
+    failures, sampled = [], 0
+    for name, read in items:
+        sampled += 1
+        try:
+            host.decode(read())
+        except tf.errors.OpError as e:
+            failures.append(f"{name}: {_op_error(e)}")
+    decoded = sampled - len(failures)
+    if failures and decoded < max(min_fraction * sampled, 1):
+        count = "None" if not decoded else f"Only {decoded}"
+        raise DataError(
+            f"{count} of the {sampled} sampled images of {where} decode (first: "
+            f"{failures[0]}): check the data copy."
+        )
+    if failures:
+        logging.warning("%d of %d sampled images of %s do not decode and will be skipped "
+                        "(first: %s)", len(failures), sampled, where, failures[0])
+    return decoded, sampled
+
+
+def _op_error(error):
+    """The first line of a TF op error without the op and device names."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
+    return re.sub(r"\s*\[Op:.*", "", message.splitlines()[0] if message else "").strip()

@@ -89,7 +89,7 @@ def knn_scores(train_features, train_labels, test_features, num_classes, k=200, 
     return scores.reshape(len(index), num_classes)
 
 
-def run(context, config, verbose=0):
+def run(context, config, verbose=0, callbacks=None):
     """The kNN protocol on `context`'s data; returns a result dict (`results`).
 
     Args:
@@ -97,8 +97,9 @@ def run(context, config, verbose=0):
         config: a config; reads `evals.knn` and `seed`.
         verbose: unused (nothing is trained); the protocols share one
             signature. Defaults to `0`.
+        callbacks: unused, likewise. Defaults to `None`.
     """
-    del verbose
+    del verbose, callbacks
     started, data, knn = time.time(), context.data, config.evals.knn
     info = labelled.labelled_examples(data, data.train_split)[1]
     num_classes = labelled.num_classes(info)

@@ -37,7 +37,8 @@ def standardize(train, test):
     return (train - mean) / std, (test - mean) / std
 
 
-def train_on_features(train_features, train_labels, test_features, test_labels, num_classes, section, seed=0):
+def train_on_features(train_features, train_labels, test_features, test_labels, num_classes, section, seed=0,
+                      callbacks=None):
     """Trains `Dense(num_classes)` on cached features; returns accuracies.
 
     The protocol's SGD (`classifier.sgd`: momentum, cosine decay of
@@ -53,6 +54,8 @@ def train_on_features(train_features, train_labels, test_features, test_labels, 
         section: ConfigDict with `epochs`, `batch_size`, `base_learning_rate`,
             `momentum`, `nesterov`, `weight_decay` (`config.evals.linear`).
         seed: seed of the initialization and shuffling. Defaults to `0`.
+        callbacks: Keras callbacks of `Model.fit` (e.g. `BackupAndRestore`).
+            Defaults to `None`.
 
     Returns:
         dict with `top1`, `top5` (test accuracy in `[0, 1]`), `train_top1`
@@ -68,7 +71,7 @@ def train_on_features(train_features, train_labels, test_features, test_labels, 
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     history = head.fit(x_train, train_labels, batch_size=section.batch_size, epochs=section.epochs,
-                       shuffle=True, verbose=0)
+                       shuffle=True, verbose=0, callbacks=callbacks)
     test_logits = head.predict(x_test, batch_size=1024, verbose=0)
     train_logits = head.predict(x_train, batch_size=1024, verbose=0)
     return dict(metrics.accuracies(test_logits, test_labels, num_classes),
@@ -95,13 +98,15 @@ def splits(data, holdout=0, seed=0):
     return (split, rest, f"{split}[rest]"), (split, held, f"{split}[holdout {holdout}, seed {seed}]")
 
 
-def run(context, config, verbose=0):
+def run(context, config, verbose=0, callbacks=None):
     """Runs the linear protocol; returns a result dict (see `results`).
 
     Args:
         context: an `evaluation.context.Context`.
         config: a config; reads `evals.linear`, `evals.augment` and `seed`.
         verbose: `Model.fit` verbosity of the augmented path. Defaults to `0`.
+        callbacks: Keras callbacks of `Model.fit` (e.g. `BackupAndRestore`).
+            Defaults to `None`.
     """
     started, data, lin = time.time(), context.data, config.evals.linear
     train, test = splits(data, lin.holdout_examples, config.seed)
@@ -112,7 +117,7 @@ def run(context, config, verbose=0):
     if lin.cache_features:
         x_train, y_train = context.split_features(train[0], lin.max_train_examples, config.seed, train[1], train[2])
         x_test, y_test = context.split_features(test[0], indices=test[1], name=test[2])
-        scores = train_on_features(x_train, y_train, x_test, y_test, num_classes, lin, config.seed)
+        scores = train_on_features(x_train, y_train, x_test, y_test, num_classes, lin, config.seed, callbacks)
         history = {"loss": scores.pop("loss")}
         train_count, test_count = len(y_train), len(y_test)
     else:
@@ -121,7 +126,7 @@ def run(context, config, verbose=0):
         augment = config.evals.augment
         batches = labelled.train_views(train_examples, context.image_size, augment, lin.batch_size,
                                        config.seed, data.shuffle_buffer, data.cache)
-        history = classifier.fit(model, batches, train_count, lin, num_classes, verbose)
+        history = classifier.fit(model, batches, train_count, lin, num_classes, verbose, callbacks)
         test_examples, _, test_count = labelled.labelled_examples(data, test[0], test[1])
         scores = classifier.evaluate(model, labelled.as_pairs(context.center_crops(test_examples)))
         augment = augment.to_dict()

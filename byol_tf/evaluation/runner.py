@@ -12,6 +12,10 @@ result = runner.evaluate_run("knn", "/tmp/byol_quickstart", config)
 ```
 """
 
+import os
+
+import keras
+
 from byol_tf import defaults
 from byol_tf import run_dir
 from byol_tf.evaluation import context as context_lib
@@ -20,7 +24,7 @@ from byol_tf.evaluation import linear
 from byol_tf.evaluation import results
 from byol_tf.evaluation import semi_supervised
 
-# Every protocol named in `defaults.PROTOCOLS`: `run(context, config, verbose) -> result dict`.
+# Every protocol named in `defaults.PROTOCOLS`: `run(context, config, verbose, callbacks) -> result dict`.
 PROTOCOL_FNS = {"linear": linear.run, "finetune": semi_supervised.run, "knn": knn.run}
 
 
@@ -35,6 +39,11 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0):
         print_fn: printer of the progress line and table. Defaults to `print`.
         verbose: `Model.fit` verbosity (linear, finetune). Defaults to `0`.
 
+    Training protocols resume after an interruption: Keras'
+    `BackupAndRestore` keeps their state after every epoch in
+    `<output>.backup/` (removed when the protocol finishes), so rerunning the
+    same command continues from the last finished epoch.
+
     Returns:
         The result dict written to the JSON file (see `results`), plus
         `"output"`: the file's path.
@@ -44,8 +53,10 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0):
     encoder = f"step {context.step}" if not context.variant else context.variant
     print_fn(f"{protocol} evaluation of {context.workdir} ({encoder}) on "
              f"{context.data.name}:{context.data.train_split} ...")
-    result = PROTOCOL_FNS[protocol](context, config, verbose)
-    path = results.write(result, output or run_dir.eval_path(context.workdir, protocol))
+    path = output or run_dir.eval_path(context.workdir, protocol)
+    backup = keras.callbacks.BackupAndRestore(os.path.splitext(path)[0] + ".backup")
+    result = PROTOCOL_FNS[protocol](context, config, verbose, [backup])
+    path = results.write(result, path)
     print_fn(results.format_table([result]))
     print_fn(f"Wrote {path}")
     return dict(result, output=path)

@@ -58,17 +58,17 @@ def build_model(context, num_classes, bn_training=True):
                                            bn_training=bn_training)
 
 
-def run(context, config, verbose=0, model_fn=None, callbacks=None):
+def run(context, config, verbose=0, callbacks=None, model_fn=None):
     """Fine-tunes on the labelled subset and evaluates; returns a result dict.
 
     Args:
         context: an `evaluation.context.Context`.
         config: a config; reads `evals.finetune`, `evals.augment` and `seed`.
         verbose: `Model.fit` verbosity. Defaults to `0`.
-        model_fn: optional callback receiving the trained classifier (tests,
-            export). Defaults to `None`.
         callbacks: optional Keras callbacks of `Model.fit` (e.g.
             `BackupAndRestore`). Defaults to `None`.
+        model_fn: optional callback receiving the trained classifier (tests,
+            export). Defaults to `None`.
     """
     started, data, ft = time.time(), context.data, config.evals.finetune
     ds, info, count, subset_labels = labelled_subset(data, ft.label_fraction, ft.subset_seed, config.seed)

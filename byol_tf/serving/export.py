@@ -13,7 +13,10 @@ is the one TF-Serving's default policy (latest version) serves; the checkpoint
 step is recorded in `byol_export.json`. Everything is written into a hidden
 sibling `.tmp-<version>-<random>` (TF-Serving ignores non-numeric names) that
 is renamed into place at the end, and deleted on failure. The rename is atomic
-on local and POSIX file systems; on GCS it is a copy of each file.
+on local and POSIX file systems; on GCS it is a copy of each file. A killed
+export cannot delete its temporary directory: each export removes the
+`.tmp-*` siblings untouched for `STALE_TEMP_SECONDS` (an hour) when it starts,
+never younger ones, which another export may still be writing.
 
 Signatures (no byol_tf code is needed to load or run them):
 
@@ -49,6 +52,8 @@ name is not checked. This holds for any SavedModel, Keras' own
 
 import json
 import os
+import re
+import time
 import uuid
 
 import tensorflow as tf
@@ -67,6 +72,10 @@ IMAGES_INPUT = "images"
 OUTPUT = "representation"
 METADATA_FILENAME = "byol_export.json"
 KERAS_FILENAME = encoder_lib.KERAS_FILENAME
+TEMP_PREFIX = ".tmp-"
+# A `.tmp-*` export directory unmodified this long is a killed export's leftover.
+STALE_TEMP_SECONDS = 3600
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"\d+-[0-9a-f]+")
 
 # Errors whose message tells the user what to fix: printed as one line.
 USER_ERRORS = (FileNotFoundError, FileExistsError)
@@ -169,7 +178,8 @@ def export(workdir, export_dir, version=None, step=None):
     metadata = _metadata(model, config, version, restored_step, checkpoint, workdir)
 
     tf.io.gfile.makedirs(export_dir)
-    temp = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(export_dir)
+    temp = os.path.join(export_dir, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     try:
         write(model.online_encoder, config, temp, metadata)
         try:
@@ -182,6 +192,47 @@ def export(workdir, export_dir, version=None, step=None):
         raise
     logging.info("Exported the online encoder of %s (step %d) to %s", checkpoint, restored_step, final)
     return final
+
+
+def remove_stale_temps(export_dir, max_age_seconds=STALE_TEMP_SECONDS):
+    """Removes `.tmp-<version>-<hex>` directories of killed exports from `export_dir`.
+
+    Only those whose newest file is older than `max_age_seconds` are removed:
+    a younger one may belong to an export still running.
+
+    Args:
+        export_dir: the TF-Serving model base path.
+        max_age_seconds: minimum age of a removed directory. Defaults to
+            `STALE_TEMP_SECONDS` (one hour).
+
+    Returns:
+        The removed paths, sorted.
+    """
+    removed = []
+    for name in sorted(tf.io.gfile.listdir(export_dir)):
+        path = os.path.join(export_dir, name.rstrip("/"))
+        if not _TEMP_NAME.fullmatch(name.rstrip("/")) or not tf.io.gfile.isdir(path):
+            continue
+        modified = _newest_mtime(path)
+        if modified is None or time.time() - modified < max_age_seconds:
+            continue
+        tf.io.gfile.rmtree(path)
+        removed.append(path)
+        logging.warning("Removed %s, left by an export that did not finish (untouched for %.1f h).",
+                        path, (time.time() - modified) / 3600)
+    return removed
+
+
+def _newest_mtime(path):
+    """Newest modification time (seconds) of the directory `path` and the files under it; `None` if unknown."""
+    times = []
+    for root, _, names in tf.io.gfile.walk(path):
+        for entry in [root] + [os.path.join(root, name) for name in names]:
+            try:
+                times.append(tf.io.gfile.stat(entry).mtime_nsec / 1e9)
+            except tf.errors.OpError:  # e.g. a GCS "directory", or removed meanwhile
+                pass
+    return max(times) if times else None
 
 
 def write(encoder, config, path, metadata):

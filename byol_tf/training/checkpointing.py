@@ -3,7 +3,7 @@
 Where checkpoints and the config live is `byol_tf.run_dir`'s business.
 """
 
-import signal
+import os
 
 import tensorflow as tf
 from absl import logging
@@ -15,10 +15,10 @@ class Checkpointer:
     """Saves and restores the online/target networks, optimizer and step.
 
     Checkpoints live in `run_dir.checkpoints_dir(workdir)` (a
-    `tf.train.CheckpointManager` keeping the newest `keep`). While
-    `watch_signals()` is active, SIGTERM (what preemptible TPU VMs and job
-    schedulers send) only sets `stop_requested`; the training loop then saves
-    and exits cleanly.
+    `tf.train.CheckpointManager` keeping the newest `keep`). `restore()`
+    resumes from the newest checkpoint that loads, skipping truncated or
+    incomplete ones with a warning, or from a given step. (Stop requests are
+    `training.stopping`'s business.)
 
     Args:
         workdir: the run directory.
@@ -30,40 +30,114 @@ class Checkpointer:
         self.workdir = workdir
         self.directory = run_dir.checkpoints_dir(workdir)
         self.manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=keep)
-        self.stop_requested = False
-        self._previous_handler = None
 
     @property
     def latest(self):
         return self.manager.latest_checkpoint
 
+    def steps(self):
+        """Steps of the checkpoints on disk (those with an `.index` file), ascending."""
+        return run_dir.checkpoint_steps(self.workdir)
+
+    def restore(self, step=None):
+        """Restores the checkpoint of `step`, or the newest one that loads.
+
+        With `step=None`, checkpoints are tried newest first (in the order the
+        `CheckpointManager` saved them, then any others on disk by step); one
+        that cannot be read (truncated or missing file) is skipped with a
+        warning naming it and why. With a `step`, exactly that checkpoint is
+        restored, e.g. to go back to an older one after a divergence.
+
+        Args:
+            step: checkpoint step to restore; `None` for the newest readable
+                one. Defaults to `None`.
+
+        Returns:
+            The restored step, or `None` when `step` is `None` and the run
+            has no checkpoint yet.
+
+        Raises:
+            FileNotFoundError: there is no checkpoint of `step`, it cannot be
+                read, or no checkpoint of the run can be read.
+            AssertionError: the checkpoint lacks part of the state (e.g. it
+                was saved by another model).
+        """
+        if step is not None:
+            path = run_dir.checkpoint_path(self.workdir, step)
+            error = self._try_restore(path)
+            if error:
+                raise FileNotFoundError(
+                    f"Checkpoint {path} cannot be read ({error}): pass another step "
+                    f"(available: {', '.join(map(str, self.steps()))})."
+                )
+            return int(step)
+        candidates = self._candidates()
+        if not candidates:
+            return None
+        skipped = []
+        for path in candidates:
+            error = self._try_restore(path)
+            if error is None:
+                if skipped:
+                    logging.warning("Skipped unreadable checkpoint(s) %s; resumed from %s.", "; ".join(skipped), path)
+                return run_dir.checkpoint_step(path)
+            skipped.append(f"{os.path.basename(path)} ({error})")
+        raise FileNotFoundError(
+            f"No checkpoint in {self.directory} can be read: {'; '.join(skipped)}. Restore the files, "
+            f"or use a new --workdir."
+        )
+
     def restore_latest(self):
-        """Restores the newest checkpoint; returns `True` if there was one."""
-        if not self.latest:
-            return False
-        self.manager.checkpoint.restore(self.latest).assert_existing_objects_matched()
-        logging.info("Resumed from %s", self.latest)
-        return True
+        """Restores the newest readable checkpoint (see `restore`); returns `True` if there was one."""
+        return self.restore() is not None
+
+    def _candidates(self):
+        """Checkpoint paths to resume from, best first."""
+        saved = list(reversed(self.manager.checkpoints))  # newest save first
+        known = {run_dir.checkpoint_step(path) for path in saved}
+        others = [run_dir.checkpoint_path(self.workdir, step) for step in reversed(self.steps()) if step not in known]
+        return saved + others
+
+    def _try_restore(self, path):
+        """Restores `path`; returns `None`, or why it cannot be read (one line)."""
+        try:
+            self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, IndexError) as e:
+            if not tf.io.gfile.exists(path + ".index"):
+                return "its .index file is missing"
+            if not tf.io.gfile.glob(path + ".data-*"):
+                return "its .data file is missing"
+            message = " ".join((getattr(e, "message", None) or str(e)).splitlines()[0].split())[:200]
+            return f"{type(e).__name__}: {message}"
+        logging.info("Restored %s", path)
+        return None
 
     def save(self, step):
         path = self.manager.save(checkpoint_number=int(step))
         logging.info("Saved checkpoint %s", path)
         return path
 
-    def watch_signals(self):
-        """Turns SIGTERM into `stop_requested = True` (main thread only)."""
 
-        def handler(signum, frame):
-            del frame
-            logging.warning("Received signal %d: saving a checkpoint and stopping.", signum)
-            self.stop_requested = True
+def all_finite(variables):
+    """Whether every floating-point value of `variables` is finite (no NaN, no Inf).
 
-        try:
-            self._previous_handler = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not in the main thread: leave signals alone
-            self._previous_handler = None
+    Checks the weights before a save so that a diverged state never replaces
+    the last good checkpoint. Non-float variables (step counters) are ignored;
+    the values are reduced on their devices and read back once.
 
-    def restore_signals(self):
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGTERM, self._previous_handler)
-            self._previous_handler = None
+    Args:
+        variables: iterable of `tf.Variable` / `keras.Variable` (e.g.
+            `model.weights + optimizer.variables`).
+
+    Returns:
+        `True` if all values are finite (also for no float variable).
+
+    Example:
+
+    ```python
+    if not checkpointing.all_finite(model.weights):
+        raise FloatingPointError("The weights are not finite: not saved.")
+    ```
+    """
+    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in variables if tf.as_dtype(v.dtype).is_floating]
+    return bool(tf.reduce_all(tf.stack(checks))) if checks else True

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import tensorflow as tf
 from absl import logging
@@ -13,25 +14,19 @@ from byol_tf.data import sources
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 from byol_tf.training import progress
+from byol_tf.training import stopping
 
 SUM_METRICS = ("loss", "probe_loss", "probe_hits", "probe_count")
 MEAN_METRICS = ("embedding_std", "tau")
 
 
-def data_seed(seed, start_step):
-    """Seed of the input pipeline for a run (re)started at `start_step`.
+def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False, stop=None):
+    """Returns `loop(iterator, num_steps)` running up to `num_steps` steps per call.
 
-    A resumed run must not replay the images of the first steps, so the
-    host-side shuffle and crops are reseeded by the step they start from. (The
-    on-device augmentations depend only on `(seed, step)` and resume exactly.)
-    """
-    return pipeline.mix_seed(seed, start_step)
-
-
-def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
-    """Returns `loop(iterator, num_steps)` running `num_steps` steps per call.
-
-    Metrics come back reduced across replicas and averaged over the steps.
+    Metrics come back reduced across replicas and averaged over the steps
+    run, with `"steps"`: how many ran. With `stop` (a boolean `tf.Variable`,
+    see `stopping.StopSignal`), the loop checks it before every step and
+    returns early once it is set.
     """
     replica_fn = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
     names = SUM_METRICS if with_probe else SUM_METRICS[:1]
@@ -47,11 +42,17 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
             outputs = strategy.run(replica_fn, args=(next(iterator),))
             return i + 1, [t + reduce(name, outputs[name]) for t, name in zip(totals, names)]
 
+        def cond(i, _):
+            if stop is None:
+                return i < num_steps
+            return tf.logical_and(i < num_steps, tf.logical_not(stop.read_value()))
+
         zeros = [tf.constant(0.0) for _ in names]
-        _, totals = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), zeros))
+        ran, totals = tf.while_loop(cond, body, (tf.constant(0), zeros))
         totals = dict(zip(names, totals))
-        steps = tf.cast(num_steps, tf.float32)
+        steps = tf.maximum(tf.cast(ran, tf.float32), 1.0)
         result = {name: totals[name] / steps for name in names if name not in ("probe_hits", "probe_count")}
+        result["steps"] = ran
         if with_probe:
             result["probe_accuracy"] = totals["probe_hits"] / tf.maximum(totals["probe_count"], 1.0)
             result["probe_labelled"] = totals["probe_count"] / steps  # per step
@@ -63,8 +64,13 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False):
 def train(config, workdir, strategy=None, print_fn=None):
     """Pretrains BYOL as `config` describes, checkpointing into `workdir`.
 
-    Resumes from the newest checkpoint in `workdir` when there is one.
-    SIGTERM and Ctrl-C save a checkpoint before stopping.
+    Resumes from the newest checkpoint in `workdir` when there is one (see
+    `training.restore_step` for an older one). The workdir is locked while
+    the run lasts (`run_dir.lock`). SIGTERM and Ctrl-C stop the run after the step in flight (see
+    `stopping.StopSignal`) and save a checkpoint; the result's `exit_code`
+    then says which signal it was. Weights are checked to be finite before
+    every save: a diverged run raises `FloatingPointError` naming the last
+    (finite) checkpoint and never overwrites it with non-finite weights.
 
     Args:
         config: a `ConfigDict` from `byol_tf.defaults.default_config()`.
@@ -76,10 +82,16 @@ def train(config, workdir, strategy=None, print_fn=None):
         A `TrainResult` with the model, the final step and last metrics.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    defaults.validate(config, num_replicas=replicas)
+    defaults.validate(config, num_replicas=strategy.num_replicas_in_sync)
     run_dir.check_writable(workdir)
+    with run_dir.lock(workdir):  # one run per workdir; a killed run's lock is taken over
+        run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
+        return _train(config, workdir, strategy, print_fn)
+
+
+def _train(config, workdir, strategy, print_fn):
     _, info = sources.load_source(config.data, config.data.train_split)
+    sources.check_decodable(config.data, config.data.train_split, seed=config.seed)
     if config.model.linear_probe:  # the probe's checkpoint has one column per class
         run_dir.check_num_classes(workdir, info.num_classes)
     run_dir.write_config(config, workdir)
@@ -90,22 +102,29 @@ def train(config, workdir, strategy=None, print_fn=None):
     checkpointer = checkpointing.Checkpointer(
         workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints
     )
-    checkpointer.restore_latest()  # else keeps the initialization (target = online)
+    # The newest readable checkpoint, or training.restore_step's (once); else the initialization.
+    restore_step = run_dir.pending_restore_step(workdir, config.training.get("restore_step"))
+    checkpointer.restore(restore_step)
+    if restore_step:
+        run_dir.record_restore_step(workdir, restore_step)
     start = int(optimizer.iterations.numpy())
 
-    seed = data_seed(config.seed, start)
-    per_replica_batch = run_plan.global_batch_size // replicas
+    per_replica_batch = run_plan.global_batch_size // strategy.num_replicas_in_sync
+    # The input stream is a function of (seed, position): a resumed run continues it exactly.
     dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, seed=seed)
+        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, start_step=start)
     )
-    loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile)
     log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn)
 
     logging.info("Plan: %s, starting at step %d.", run_plan, start)
-    step, metrics = start, {}
+    step, metrics, exit_code = start, {}, 0
     if start < run_plan.total_steps:
-        step, metrics = _run(config, run_plan, loop, iter(dataset), optimizer, checkpointer, log, start)
-    return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info)
+        with stopping.StopSignal() as stop:
+            loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile,
+                                stop=stop.variable)
+            step, metrics = _run(config, run_plan, loop, iter(dataset), model, optimizer, checkpointer, log, stop)
+            exit_code = stop.exit_code
+    return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +137,9 @@ class TrainResult:
         metrics: the last logged metrics (`{}` when no step ran).
         plan: the `builders.Plan` of the run.
         info: the training split's `sources.SourceInfo`.
+        exit_code: `0` when the run reached its last step (or was already
+            there); `128 + signal number` when SIGTERM (143) or Ctrl-C (130)
+            stopped it early, after saving. Defaults to `0`.
         evaluations: end-of-run results by name (`byol_tf.pretraining.run`
             fills it). Defaults to `{}`.
     """
@@ -127,45 +149,68 @@ class TrainResult:
     metrics: dict
     plan: object
     info: object
+    exit_code: int = 0
     evaluations: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def finished(self):
+        """Whether the run reached its planned last step."""
+        return self.step >= self.plan.total_steps
 
-def _run(config, run_plan, loop, iterator, optimizer, checkpointer, log, start):
+
+def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, stop):
     t = config.training
-    step, metrics = start, {}
-    last_saved = start
-    log.start(step)
-    checkpointer.watch_signals()
-    try:
-        while step < run_plan.total_steps and not checkpointer.stop_requested:
-            # Loop boundaries fall on multiples of the log/checkpoint intervals.
-            next_stop = min(
-                run_plan.total_steps,
-                (step // t.steps_per_loop + 1) * t.steps_per_loop,
+    step = last_saved = start = int(optimizer.iterations.numpy())
+    metrics = {}
+
+    def save():
+        if not checkpointing.all_finite(model.variables):
+            raise FloatingPointError(
+                f"The weights are no longer finite at step {step}: not saved. The newest checkpoint "
+                f"({checkpointer.latest or 'none yet'}) holds finite weights; lower the learning rate "
+                "or check the data, then rerun (--config.training.restore_step=N resumes from an older one)."
             )
+        checkpointer.save(step)
+        return step
+
+    log.start(step)
+    while step < run_plan.total_steps and not stop.requested:
+        # Loop boundaries fall on multiples of the log/checkpoint intervals.
+        next_stop = min(run_plan.total_steps, (step // t.steps_per_loop + 1) * t.steps_per_loop)
+        try:
             outputs = loop(iterator, tf.constant(next_stop - step))
-            step = next_stop
-            metrics = {k: float(v) for k, v in outputs.items()}
-            if not math.isfinite(metrics["loss"]):
-                raise FloatingPointError(
-                    f"Loss became {metrics['loss']} at step {step}; the last good checkpoint "
-                    f"({checkpointer.latest}) is kept. Lower the learning rate or check the data."
-                )
-            if step % t.log_every_steps == 0 or step == run_plan.total_steps or step - start <= t.steps_per_loop:
-                metrics["learning_rate"] = float(optimizer.learning_rate)
-                log.log(step, metrics)
-            if step - last_saved >= t.checkpoint_every_steps:
-                checkpointer.save(step)
-                last_saved = step
-    except KeyboardInterrupt:
-        step = int(optimizer.iterations.numpy())  # a loop call may have run partly
-        checkpointer.save(step)
-        log.print_fn(f"Interrupted at step {step}; checkpoint saved. Run the same command to resume.")
-        raise
-    finally:
-        checkpointer.restore_signals()
+        except tf.errors.InvalidArgumentError as e:
+            _raise_if_undecodable(e, config.data)
+            raise
+        ran = int(outputs.pop("steps"))
+        step = int(optimizer.iterations.numpy())
+        if not ran:  # stopped before the first step of this call
+            continue
+        metrics = {k: float(v) for k, v in outputs.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(
+                f"Loss became {metrics['loss']} by step {step}; the newest checkpoint "
+                f"({checkpointer.latest or 'none yet'}) holds finite weights and is kept. Lower the "
+                "learning rate or check the data, then rerun (--config.training.restore_step=N "
+                "resumes from an older checkpoint)."
+            )
+        if step % t.log_every_steps == 0 or step == run_plan.total_steps or step - start <= t.steps_per_loop:
+            metrics["learning_rate"] = float(optimizer.learning_rate)
+            log.log(step, metrics)
+        if step - last_saved >= t.checkpoint_every_steps:
+            last_saved = save()
     if step != last_saved:
-        checkpointer.save(step)
-    if checkpointer.stop_requested:
-        log.print_fn(f"Stopped at step {step} on request; checkpoint saved. Run the same command to resume.")
+        last_saved = save()
+    if stop.requested:
+        log.print_fn(f"Stopped at step {step} ({stop.reason}); checkpoint saved. Run the same command to resume.")
     return step, metrics
+
+
+def _raise_if_undecodable(error, data):
+    """Turns the input pipeline's undecodable-epoch assertion into a one-line `DataError`."""
+    match = re.search(re.escape(pipeline.UNDECODABLE_MARKER) + r"\]\s*\[(\d+)\]\s*\[(\d+)\]", str(error))
+    if match:
+        decoded, expected = match.groups()
+        raise pipeline.UndecodableDataError(
+            f"Only {decoded} of {expected} images of an epoch of {data.train_split!r} decoded (data.source="
+            f"{data.source!r}): the others are truncated or corrupt; check the data copy.") from None
