@@ -128,7 +128,7 @@ def _center_crops(cfg, split, batch_size):
     return labelled.center_crops(examples, cfg.data.image_size, cfg.data.eval_crop_fraction, batch_size)
 
 
-def test_truncated_jpeg_dropped_at_decode(tmp_path):
+def test_truncated_jpeg_dropped_at_decode(tmp_path, capfd):
     root = _small_tree(str(tmp_path))
     good = os.path.join(root, "train", "cat", sorted(os.listdir(os.path.join(root, "train", "cat")))[0])
     data = open(good, "rb").read()
@@ -140,6 +140,9 @@ def test_truncated_jpeg_dropped_at_decode(tmp_path):
     assert seen == 15
     batches = list(pipeline.pretrain_dataset(cfg, 4).take(8))  # > 2 epochs, crosses the bad file
     assert len(batches) == 8
+    # One line per epoch with the count (not one per file); 8 batches of 4 finish epoch 1 of 16 files.
+    lines = [line for line in capfd.readouterr().err.splitlines() if "byol_tf: an epoch dropped" in line]
+    assert lines and all(line == "byol_tf: an epoch dropped 1 of 16 images that failed to decode" for line in lines)
 
 
 def test_tfds_mock_encoded_and_decoded_images():

@@ -12,6 +12,8 @@ batch = next(iter(ds))  # {"view1": uint8[256,S,S,3], "view2": ..., "label": int
 ```
 """
 
+import sys
+
 import tensorflow as tf
 
 from byol_tf.augment import host
@@ -123,7 +125,7 @@ def _check_epoch(decoded, example):
         with tf.control_dependencies([tf.cond(
                 dropped > 0,
                 lambda: tf.print("byol_tf: an epoch dropped", dropped, "of", expected,
-                                 "images that failed to decode", output_stream="file://stderr"),
+                                 "images that failed to decode", output_stream=sys.stderr),
                 lambda: tf.no_op())]):
             return tf.constant(0, tf.int64)
 
