@@ -30,16 +30,11 @@ from byol_tf.data import sources  # noqa: E402
 
 
 def _tiny_config():
-    config = defaults.default_config()
-    config.model.depth = 18
+    """The smoke variant (`defaults.get_config("smoke")`), narrower and at 16 px for timing runs."""
+    config = defaults.get_config("smoke")
     config.model.width_multiplier = 0.125
-    config.model.stem = "small"
-    config.model.projector_hidden_dim = 32
-    config.model.projection_dim = 16
-    config.model.predictor_hidden_dim = 32
-    config.data.name = "cifar10"
-    config.data.image_size = 16
-    config.data.shuffle_buffer = 64
+    config.model.update(projector_hidden_dim=32, projection_dim=16, predictor_hidden_dim=32)
+    config.data.update(image_size=16, shuffle_buffer=64)
     config.training.batch_size = 4
     for view in (config.augment.view1, config.augment.view2):
         view.blur_prob = 0.0
