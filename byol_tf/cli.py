@@ -4,6 +4,7 @@ Unknown config keys, bad values and bad data end the program with one line
 on stderr (`error: ...`) and exit code 2 or 1, never a stack trace.
 """
 
+import importlib.util
 import os
 import re
 import sys
@@ -13,6 +14,11 @@ from absl import flags
 from ml_collections import config_flags
 
 _KEY_ERRORS = (KeyError, AttributeError)
+
+if importlib.util.find_spec("tensorflow") is None:  # before the entry point imports the library
+    sys.exit("error: no TensorFlow is installed: install byol_tf with one of its extras, "
+             "pip install -e '.[cpu]' (or [gpu], [tpu]).")
+
 SCHEMA_FILE = "byol_tf/defaults.py"  # where every config key is listed
 
 

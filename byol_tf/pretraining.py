@@ -26,7 +26,8 @@ def run(config, workdir, tpu=None, print_fn=print):
     calibrated on training images) is evaluated too
     (`<workdir>/eval/<protocol>_random_init.json`). Nothing is evaluated
     when a signal stopped the run (`result.exit_code`) or its data has no
-    labels.
+    labels. In a multi-worker cluster only the chief evaluates (on its own
+    devices, after training); the other workers return the training result.
 
     Args:
         config: the run's config (`byol_tf.defaults`).
@@ -49,6 +50,10 @@ def run(config, workdir, tpu=None, print_fn=print):
     result = loop.train(config, workdir, strategy=strategy)
     if not protocols or not result.finished or result.exit_code or not result.info.num_classes:
         return result  # a stopped run is not evaluated as if it were final
+    if distribute.num_workers(strategy) > 1:  # the chief evaluates alone, on its own devices
+        if not distribute.is_chief(strategy):
+            return result
+        strategy = distribute.local_strategy()
     evaluations = evaluate_all(
         protocols, lambda: context_lib.from_run(workdir, config, result.step, strategy), config, print_fn)
     if config.evals.compare_random_init:

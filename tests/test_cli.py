@@ -1,5 +1,7 @@
 """`python -m byol_tf.train` reports bad input in one line, never a traceback."""
 
+import importlib
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -131,3 +133,17 @@ def test_a_config_file_that_raises_is_one_line(tmp_path):
     assert code == 2 and line == "error: --config: the config file's get_config() raised ZeroDivisionError: division by zero"
     code, line = _train(tmp_path, f"--config={SAMPLE.parent.parent.parent / 'configs' / 'finetune_imagenet.py'}:5pct")
     assert code == 2 and line.startswith("error: --config: the config file's get_config() raised ValueError: Use")
+
+
+def test_without_tensorflow_the_entry_points_name_the_extras(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow" else real(name, *args))
+    saved = sys.modules.pop("byol_tf.cli", None)
+    try:
+        with pytest.raises(SystemExit, match=r"no TensorFlow is installed.*pip install -e '\.\[cpu\]'"):
+            importlib.import_module("byol_tf.cli")
+    finally:
+        sys.modules.pop("byol_tf.cli", None)
+        if saved is not None:
+            sys.modules["byol_tf.cli"] = saved

@@ -1,7 +1,11 @@
-"""Tests of byol_tf/training/distribute.py: which strategy `get_strategy` picks (no TPU contacted)."""
+"""Tests of byol_tf/training/distribute.py: which strategy `get_strategy` picks (no TPU or cluster contacted)."""
 
+import json
+
+import pytest
 import tensorflow as tf
 
+from byol_tf import defaults
 from byol_tf.training import distribute
 
 
@@ -23,3 +27,53 @@ def test_several_gpus_pick_a_mirrored_strategy(monkeypatch):
     assert isinstance(distribute.get_strategy(), FakeMirrored)
     devices["GPU"] = ["gpu0"]  # a single GPU runs without a strategy
     assert distribute.get_strategy() is tf.distribute.get_strategy()
+
+
+def _cluster(workers, index=0, chief=0):
+    cluster = {"worker": [f"localhost:{1000 + i}" for i in range(workers)]}
+    if chief:
+        cluster["chief"] = ["localhost:999"]
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+def test_cluster_size_counts_the_training_tasks_of_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.cluster_size() == 0
+    assert distribute.cluster_size(" ") == 0
+    assert distribute.cluster_size(_cluster(1)) == 1
+    assert distribute.cluster_size(_cluster(3, index=2)) == 3
+    assert distribute.cluster_size(_cluster(2, chief=1)) == 3
+    monkeypatch.setenv("TF_CONFIG", _cluster(2, index=1))
+    assert distribute.cluster_size() == 2
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"cluster": {"worker": ["a:1"]}}',
+                                  _cluster(2, index=5), '{"cluster": {}, "task": {"type": "worker"}}'])
+def test_a_tf_config_that_does_not_parse_is_a_one_line_error(monkeypatch, text):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(defaults.ConfigError, match="TF_CONFIG") as error:
+        distribute.get_strategy()
+    assert "\n" not in str(error.value)
+
+
+def test_a_cluster_of_several_workers_picks_a_multi_worker_strategy(monkeypatch):
+    class FakeMultiWorker:
+        num_replicas_in_sync = 2
+
+        class cluster_resolver:  # noqa: N801
+            @staticmethod
+            def cluster_spec():
+                return tf.train.ClusterSpec(json.loads(_cluster(2))["cluster"])
+
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", FakeMultiWorker)
+    monkeypatch.setenv("TF_CONFIG", _cluster(2, index=1))
+    strategy = distribute.get_strategy()
+    assert isinstance(strategy, FakeMultiWorker) and distribute.num_workers(strategy) == 2
+    monkeypatch.setenv("TF_CONFIG", _cluster(1))  # a cluster of one worker trains as a single process
+    assert distribute.get_strategy() is tf.distribute.get_strategy()
+
+
+def test_a_single_process_is_its_own_chief_and_only_worker():
+    strategy = tf.distribute.get_strategy()
+    assert distribute.is_chief(strategy) and distribute.num_workers(strategy) == 1
+    distribute.barrier(strategy)  # no-op

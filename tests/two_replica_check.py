@@ -75,11 +75,21 @@ def run(config, batch, devices, sync_batch_norm=True, initial_weights=None, prec
     if initial_weights is not None:
         model.set_weights(initial_weights)
     start = model.get_weights()
-    shard = GLOBAL_BATCH // len(devices)
+    losses, after_one = train_steps(strategy, step_fn, model, batch)
+    return start, losses, after_one
+
+
+def train_steps(strategy, step_fn, model, batch):
+    """`STEPS` steps on the global `batch`, split over the replicas in order.
+
+    Returns:
+        `(losses, weights after the first step)`.
+    """
+    shard = GLOBAL_BATCH // strategy.num_replicas_in_sync
 
     def values(ctx):
         i = ctx.replica_id_in_sync_group
-        return {k: v[i * shard:(i + 1) * shard] for k, v in batch.items()}
+        return {k: tf.constant(v[i * shard:(i + 1) * shard]) for k, v in batch.items()}
 
     distributed = strategy.experimental_distribute_values_from_function(values)
 
@@ -91,7 +101,7 @@ def run(config, batch, devices, sync_batch_norm=True, initial_weights=None, prec
     losses = [float(one_step(distributed))]
     after_one = model.get_weights()
     losses += [float(one_step(distributed)) for _ in range(STEPS - 1)]
-    return start, losses, after_one
+    return losses, after_one
 
 
 def main(mode, output, init=None, float32=False):

@@ -4,6 +4,7 @@ Where checkpoints and the config live is `byol_tf.run_dir`'s business.
 """
 
 import os
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -20,15 +21,24 @@ class Checkpointer:
     incomplete ones with a warning, or from a given step. (Stop requests are
     `training.stopping`'s business.)
 
+    In a multi-worker cluster every worker restores the chief's checkpoints
+    from the shared `workdir` and takes part in every save (saving may
+    all-reduce variables), but only the chief (`chief=True`) writes into
+    `workdir`: the others save into a temporary local directory that they
+    delete at once.
+
     Args:
         workdir: the run directory.
         checkpoint: a `tf.train.Checkpoint` holding the state to save.
         keep: number of checkpoints to keep. Defaults to `3`.
+        chief: whether this process writes the run's checkpoints. Defaults
+            to `True`.
     """
 
-    def __init__(self, workdir, checkpoint, keep=3):
+    def __init__(self, workdir, checkpoint, keep=3, chief=True):
         self.workdir = workdir
         self.directory = run_dir.checkpoints_dir(workdir)
+        self.chief = chief
         self.manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=keep)
 
     @property
@@ -113,6 +123,15 @@ class Checkpointer:
         return None
 
     def save(self, step):
+        """Saves the state as checkpoint `step`; returns its path (`None` on a non-chief worker)."""
+        if not self.chief:  # the same save, into a directory deleted right after
+            scratch = tempfile.mkdtemp(prefix="byol_worker_checkpoint_")
+            try:
+                tf.train.CheckpointManager(self.manager.checkpoint, scratch, max_to_keep=1).save(
+                    checkpoint_number=int(step))
+            finally:
+                tf.io.gfile.rmtree(scratch)
+            return None
         path = self.manager.save(checkpoint_number=int(step))
         logging.info("Saved checkpoint %s", path)
         return path

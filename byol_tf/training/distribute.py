@@ -1,26 +1,102 @@
-"""Choosing the tf.distribute strategy."""
+"""Choosing the tf.distribute strategy, and which process of a cluster writes the run's files."""
+
+import json
+import os
 
 import tensorflow as tf
 from absl import logging
 
+from byol_tf import defaults
+
+
+def cluster_size(tf_config=None):
+    """Number of training tasks (`chief` + `worker`) in `TF_CONFIG`'s cluster; `0` without `TF_CONFIG`.
+
+    Args:
+        tf_config: the JSON text; `None` reads the `TF_CONFIG` environment
+            variable. Defaults to `None`.
+
+    Raises:
+        byol_tf.defaults.ConfigError: `TF_CONFIG` is not JSON of the form
+            `{"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}`.
+    """
+    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not text.strip():
+        return 0
+    try:
+        parsed = json.loads(text)
+        cluster, task = parsed.get("cluster", {}), parsed["task"]
+        sizes = [len(cluster.get(job, [])) for job in ("chief", "worker")]
+        task_type, index = task["type"], int(task["index"])
+        if task_type in ("chief", "worker") and not 0 <= index < len(cluster.get(task_type, [])):
+            raise ValueError(f"task {task_type}:{index} is not in the cluster")
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise defaults.ConfigError(
+            f"TF_CONFIG does not describe a cluster ({type(e).__name__}: {e}): set it to JSON like "
+            '{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}.'
+        ) from None
+    return sum(sizes)
+
 
 def get_strategy(tpu=None):
-    """Returns the strategy for this machine.
+    """Returns the strategy for this machine or cluster.
 
     Args:
         tpu: TPU name or address (`--tpu`): connects to the TPU cluster,
             initializes the TPU system and returns a `TPUStrategy`. Use
-            `"local"` on a TPU VM. `None` picks a `MirroredStrategy` when
-            several GPUs are visible, else the default strategy.
+            `"local"` on a TPU VM. `None` picks a `MultiWorkerMirroredStrategy`
+            when `TF_CONFIG` describes a cluster of more than one worker
+            (one process per worker, CPU/GPU collectives), else a
+            `MirroredStrategy` when several GPUs are visible, else the
+            default strategy.
+
+    Raises:
+        byol_tf.defaults.ConfigError: `TF_CONFIG` does not parse.
     """
     if tpu:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
+    elif cluster_size() > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif len(tf.config.list_logical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()
-    logging.info("Strategy %s with %d replica(s).", type(strategy).__name__, strategy.num_replicas_in_sync)
+    logging.info("Strategy %s with %d replica(s) on %d worker(s).", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, num_workers(strategy))
     return strategy
+
+
+def num_workers(strategy):
+    """Worker processes running `strategy`'s collectives together: above 1 only for a multi-worker cluster.
+
+    A `TPUStrategy` counts as one: its single client drives every host of
+    the slice.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = strategy.cluster_resolver.cluster_spec()
+    return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (checkpoints, config.json, events, evaluations).
+
+    Every single-process strategy is its own chief; in a multi-worker
+    cluster it is the `chief` task, or worker 0 when there is none.
+    """
+    return bool(strategy.extended.should_checkpoint)
+
+
+def barrier(strategy):
+    """Returns once every worker of a multi-worker cluster has called it (an all-reduce); no-op otherwise."""
+    if num_workers(strategy) > 1:
+        tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1)),
+                                            axis=None))()
+
+
+def local_strategy():
+    """The default strategy: this process's devices alone (a cluster's chief evaluates with it)."""
+    return tf.distribute.get_strategy()

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import re
+import signal
 
 import tensorflow as tf
 from absl import logging
@@ -13,6 +14,7 @@ from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
+from byol_tf.training import distribute
 from byol_tf.training import progress
 from byol_tf.training import stopping
 
@@ -26,15 +28,27 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False, stop=None):
     Metrics come back reduced across replicas and averaged over the steps
     run, with `"steps"`: how many ran. With `stop` (a boolean `tf.Variable`,
     see `stopping.StopSignal`), the loop checks it before every step and
-    returns early once it is set.
+    returns early once it is set (fewer `"steps"` than asked). In a
+    multi-worker cluster (`distribute.num_workers > 1`) that check is an
+    all-reduce of every worker's flag (set if any worker's is), so all
+    workers stop before the same step: a worker leaving alone would leave
+    the others waiting in the step's collectives.
     """
     replica_fn = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
     names = SUM_METRICS if with_probe else SUM_METRICS[:1]
     names += MEAN_METRICS
+    cluster = distribute.num_workers(strategy) > 1
 
     def reduce(name, value):
         op = tf.distribute.ReduceOp.SUM if name in SUM_METRICS else tf.distribute.ReduceOp.MEAN
         return tf.cast(strategy.reduce(op, value, axis=None), tf.float32)
+
+    def stop_requested():
+        if not cluster:
+            return stop.read_value()
+        # MAX over workers, as a SUM: the collective all-reduce offers SUM and MEAN only.
+        flags = strategy.run(lambda: tf.cast(stop.read_value(), tf.int32))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0
 
     @tf.function
     def loop(iterator, num_steps):
@@ -45,7 +59,7 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False, stop=None):
         def cond(i, _):
             if stop is None:
                 return i < num_steps
-            return tf.logical_and(i < num_steps, tf.logical_not(stop.read_value()))
+            return tf.logical_and(i < num_steps, tf.logical_not(stop_requested()))
 
         zeros = [tf.constant(0.0) for _ in names]
         ran, totals = tf.while_loop(cond, body, (tf.constant(0), zeros))
@@ -66,7 +80,12 @@ def train(config, workdir, strategy=None, print_fn=None):
 
     Resumes from the newest checkpoint in `workdir` when there is one (see
     `training.restore_step` for an older one). The workdir is locked while
-    the run lasts (`run_dir.lock`). SIGTERM and Ctrl-C stop the run after the step in flight (see
+    the run lasts (`run_dir.lock`). In a multi-worker cluster
+    (`MultiWorkerMirroredStrategy`, `workdir` shared by all workers) every
+    worker resumes from the same checkpoint and trains, but only the chief
+    (`distribute.is_chief`) locks `workdir` and writes into it (checkpoints,
+    config.json, events, progress lines); a stop request to any worker
+    stops all of them after the same step. SIGTERM and Ctrl-C stop the run after the step in flight (see
     `stopping.StopSignal`) and save a checkpoint; the result's `exit_code`
     then says which signal it was. Weights are checked to be finite before
     every save: a diverged run raises `FloatingPointError` naming the last
@@ -83,6 +102,8 @@ def train(config, workdir, strategy=None, print_fn=None):
     """
     strategy = strategy or tf.distribute.get_strategy()
     defaults.validate(config, num_replicas=strategy.num_replicas_in_sync)
+    if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
+        return _train(config, workdir, strategy, print_fn)
     run_dir.check_writable(workdir)
     with run_dir.lock(workdir):  # one run per workdir; a killed run's lock is taken over
         run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
@@ -90,31 +111,37 @@ def train(config, workdir, strategy=None, print_fn=None):
 
 
 def _train(config, workdir, strategy, print_fn):
+    chief = distribute.is_chief(strategy)
     _, info = sources.load_source(config.data, config.data.train_split)
     sources.check_decodable(config.data, config.data.train_split, seed=config.seed)
-    if config.model.linear_probe:  # the probe's checkpoint has one column per class
-        run_dir.check_num_classes(workdir, info.num_classes)
-    run_dir.write_config(config, workdir)
-    run_dir.write_num_classes(workdir, info.num_classes)
+    if chief:
+        if config.model.linear_probe:  # the probe's checkpoint has one column per class
+            run_dir.check_num_classes(workdir, info.num_classes)
+        run_dir.write_config(config, workdir)
+        run_dir.write_num_classes(workdir, info.num_classes)
     built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
     model, optimizer, run_plan = built.model, built.optimizer, built.plan
 
     checkpointer = checkpointing.Checkpointer(
-        workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints
-    )
+        workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints,
+        chief=chief)
     # The newest readable checkpoint, or training.restore_step's (once); else the initialization.
     restore_step = run_dir.pending_restore_step(workdir, config.training.get("restore_step"))
     checkpointer.restore(restore_step)
-    if restore_step:
+    distribute.barrier(strategy)  # every worker has read restore.json and restored before the chief records
+    if restore_step and chief:
         run_dir.record_restore_step(workdir, restore_step)
     start = int(optimizer.iterations.numpy())
 
     per_replica_batch = run_plan.global_batch_size // strategy.num_replicas_in_sync
-    # The input stream is a function of (seed, position): a resumed run continues it exactly.
+    # The input stream is a function of (seed, position): a resumed run continues it exactly. It is
+    # infinite; saying so keeps the static batch size under a multi-worker strategy, which otherwise
+    # fetches each batch as an optional of unknown size (the end of a finite stream may differ by worker).
+    infinite = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
     dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, start_step=start)
+        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, start_step=start).apply(infinite)
     )
-    log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn)
+    log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn, chief=chief)
 
     logging.info("Plan: %s, starting at step %d.", run_plan, start)
     step, metrics, exit_code = start, {}, 0
@@ -122,7 +149,8 @@ def _train(config, workdir, strategy, print_fn):
         with stopping.StopSignal() as stop:
             loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile,
                                 stop=stop.variable)
-            step, metrics = _run(config, run_plan, loop, iter(dataset), model, optimizer, checkpointer, log, stop)
+            step, metrics = _run(config, run_plan, loop, iter(dataset), model, optimizer, checkpointer, log, stop,
+                                 strategy)
             exit_code = stop.exit_code
     return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code)
 
@@ -158,10 +186,14 @@ class TrainResult:
         return self.step >= self.plan.total_steps
 
 
-def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, stop):
+def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, stop, strategy):
     t = config.training
     step = last_saved = start = int(optimizer.iterations.numpy())
     metrics = {}
+    # In a cluster only what the loop's all-reduce says counts: a worker's own
+    # flag, set between two loop calls, would send it alone to the final save.
+    cluster = distribute.num_workers(strategy) > 1
+    cluster_stopped = False
 
     def save():
         if not checkpointing.all_finite(model.variables):
@@ -174,7 +206,7 @@ def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, 
         return step
 
     log.start(step)
-    while step < run_plan.total_steps and not stop.requested:
+    while step < run_plan.total_steps and not (cluster_stopped if cluster else stop.requested):
         # Loop boundaries fall on multiples of the log/checkpoint intervals.
         next_stop = min(run_plan.total_steps, (step // t.steps_per_loop + 1) * t.steps_per_loop)
         try:
@@ -183,6 +215,9 @@ def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, 
             _raise_if_undecodable(e, config.data)
             raise
         ran = int(outputs.pop("steps"))
+        if cluster and ran < next_stop - step:  # some worker was asked to stop: all stop here
+            cluster_stopped = True
+            stop.request(_cluster_signal(strategy, stop))
         step = int(optimizer.iterations.numpy())
         if not ran:  # stopped before the first step of this call
             continue
@@ -204,6 +239,15 @@ def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, 
     if stop.requested:
         log.print_fn(f"Stopped at step {step} ({stop.reason}); checkpoint saved. Run the same command to resume.")
     return step, metrics
+
+
+def _cluster_signal(strategy, stop):
+    """The lowest signal number any worker of the cluster received (a collective: all workers call it)."""
+    depth = signal.NSIG
+    local = tf.one_hot(stop.signum or 0, depth, dtype=tf.int32)
+    received = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: local), axis=None).numpy()
+    signums = [signum for signum in range(1, depth) if received[signum]]
+    return signums[0] if signums else stop.signals[0]
 
 
 def _raise_if_undecodable(error, data):

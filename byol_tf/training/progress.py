@@ -16,6 +16,11 @@ def format_duration(seconds):
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def _silent(*args, **kwargs):
+    """Drops a progress line (the print function of non-chief workers)."""
+    del args, kwargs
+
+
 class Progress:
     """Prints one line per logging interval and writes TensorBoard scalars.
 
@@ -28,13 +33,17 @@ class Progress:
         total_steps: steps of the whole run (for the ETA).
         global_batch_size: images per step.
         print_fn: where lines go. Defaults to `print` (flushed).
+        chief: whether this process reports. A non-chief worker of a
+            cluster (`chief=False`) prints nothing and writes no events: the
+            chief's lines and events already cover the whole cluster.
+            Defaults to `True`.
     """
 
-    def __init__(self, workdir, total_steps, global_batch_size, print_fn=None):
+    def __init__(self, workdir, total_steps, global_batch_size, print_fn=None, chief=True):
         self.total_steps = total_steps
         self.global_batch_size = global_batch_size
-        self.print_fn = print_fn or functools.partial(print, flush=True)
-        self.writer = tf.summary.create_file_writer(run_dir.train_dir(workdir))
+        self.print_fn = (print_fn or functools.partial(print, flush=True)) if chief else _silent
+        self.writer = tf.summary.create_file_writer(run_dir.train_dir(workdir)) if chief else None
         self._last_time = None
         self._last_step = None
 
@@ -48,10 +57,11 @@ class Progress:
         images_per_second = (step - self._last_step) * self.global_batch_size / elapsed
         self._last_time, self._last_step = now, step
         metrics = dict(metrics, images_per_second=images_per_second)
-        with self.writer.as_default(step=step):
-            for name, value in metrics.items():
-                tf.summary.scalar(name, value)
-        self.writer.flush()
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for name, value in metrics.items():
+                    tf.summary.scalar(name, value)
+            self.writer.flush()
         eta = (self.total_steps - step) * self.global_batch_size / max(images_per_second, 1e-9)
         parts = [f"step {step}/{self.total_steps}", f"loss {metrics['loss']:.4f}"]
         if "probe_accuracy" in metrics and not math.isnan(metrics["probe_accuracy"]):

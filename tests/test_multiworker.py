@@ -1,0 +1,253 @@
+"""Multi-worker training: real worker processes on localhost ports (MultiWorkerMirroredStrategy from TF_CONFIG).
+
+Each cluster is two processes of `multiworker_check.py` (one CPU device
+each) started with plain subprocesses and a TF_CONFIG naming free localhost
+ports; the workdir is a local directory both see (as a GCS bucket would be).
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from byol_tf import run_dir
+from byol_tf.data import pipeline
+from byol_tf.data import sources
+from byol_tf.training import checkpointing
+from byol_tf.training import progress
+from conftest import tiny_config
+from test_distributed import _difference_per_update
+
+HERE = pathlib.Path(__file__).parent
+SCRIPT = HERE / "multiworker_check.py"
+WORKERS = 2
+TIMEOUT = 600
+
+
+def free_ports(count):
+    """`count` free localhost ports (portpicker when installed, else ports the OS hands out for port 0)."""
+    try:
+        import portpicker
+    except ImportError:
+        portpicker = None
+    if portpicker is not None:
+        return [portpicker.pick_unused_port() for _ in range(count)]
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:  # all open at once, so the ports differ
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def launch(args, tmp_path, name="cluster", workers=WORKERS):
+    """Starts `multiworker_check.py ARGS` as a cluster of `workers` processes; returns their Popens (chief first).
+
+    Worker i's stderr goes to `<tmp_path>/<name>-worker<i>.err`, its stdout to a pipe, and its
+    temporary files (the throwaway checkpoints of a non-chief worker) to `<tmp_path>/tmp-worker<i>`.
+    """
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(workers)]}
+    processes = []
+    for index in range(workers):
+        scratch = tmp_path / f"tmp-worker{index}"
+        scratch.mkdir(exist_ok=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TMPDIR=str(scratch),
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        with open(tmp_path / f"{name}-worker{index}.err", "w") as err:
+            processes.append(subprocess.Popen(
+                [sys.executable, str(SCRIPT), *map(str, args)], env=env, cwd=str(HERE),
+                stdout=subprocess.PIPE, stderr=err, text=True))
+        processes[-1].err_path = tmp_path / f"{name}-worker{index}.err"
+    return processes
+
+
+def finish(processes, timeout=TIMEOUT):
+    """Waits for every process; returns `[(returncode, stdout, stderr)]` (all killed if one hangs)."""
+    results = []
+    deadline = time.monotonic() + timeout
+    try:
+        for p in processes:
+            out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((p.returncode, out, p.err_path.read_text()[-3000:]))
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+# (a) input sharding: the pipeline itself under two InputContexts, no cluster needed.
+
+
+def test_two_input_pipelines_see_disjoint_shards_that_cover_the_training_set():
+    config = tiny_config()
+    config.augment.update(area_range=(1.0, 1.0), aspect_ratio_range=(1.0, 1.0), flip_prob=0.0)  # views = images
+    contexts = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2)
+                for i in range(2)]
+    paths = [sources.folder_shard(config.data, config.data.train_split, ctx)[0] for ctx in contexts]
+    everything, _, _ = sources.folder_shard(config.data, config.data.train_split)
+    assert not set(paths[0]) & set(paths[1]) and sorted(paths[0] + paths[1]) == sorted(everything)
+    # What the two pipelines feed in their first epoch, as image fingerprints: each its own shard, exactly once.
+    def fingerprints(images):
+        return [hash(image.tobytes()) for image in images]
+
+    decoded = {p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3).numpy() for p in everything}
+    for ctx, shard in zip(contexts, paths):
+        n = len(shard)
+        batches = pipeline.pretrain_dataset(config, 50, ctx).take(n // 50)
+        fed = fingerprints(np.concatenate([b["view1"].numpy() for b in batches]))
+        assert sorted(fed) == sorted(fingerprints(decoded[p] for p in shard))
+
+
+# What a non-chief worker writes: nothing in the workdir (in-process, no cluster needed).
+
+
+def test_a_non_chief_checkpointer_restores_the_chiefs_checkpoint_and_saves_into_a_deleted_temp_dir(
+        tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    chief_value = tf.Variable(1.0)
+    chief = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(v=chief_value))
+    chief.save(3)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    value = tf.Variable(0.0)
+    worker = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(v=value), chief=False)
+    assert worker.restore() == 3 and float(value) == 1.0
+    value.assign(2.0)
+    assert worker.save(4) is None
+    assert run_dir.checkpoint_steps(workdir) == [3] and os.listdir(scratch) == []
+
+
+def test_a_non_chief_progress_prints_nothing_and_writes_no_events(tmp_path):
+    lines = []
+    log = progress.Progress(str(tmp_path), total_steps=4, global_batch_size=2, print_fn=lines.append, chief=False)
+    log.start(0)
+    log.log(2, {"loss": 1.0, "embedding_std": 0.1, "learning_rate": 0.1, "tau": 0.99})
+    assert lines == [] and not os.path.exists(run_dir.train_dir(str(tmp_path)))
+
+
+# (b) a 2-worker step equals a 1-process step with the same global batch (float64, sync BN).
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
+    one = tmp_path / "one.npz"
+    done = subprocess.run([sys.executable, str(HERE / "two_replica_check.py"), "one", str(one)],
+                          capture_output=True, text=True, timeout=TIMEOUT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "two_workers.npz"
+    for code, _, err in finish(launch(["step", one, out], tmp_path)):
+        assert code == 0, err[-3000:]
+    reference, ours = np.load(one), np.load(out)
+    other = np.load(f"{out}.worker1.npz")
+    n = sum(k.startswith("end_") for k in reference.files)
+    start = [reference[f"start_{i}"] for i in range(n)]
+    one_end = [reference[f"end_{i}"] for i in range(n)]
+    two_end = [ours[f"end_{i}"] for i in range(n)]
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(start, one_end)) > 1e-3  # the step did something
+    np.testing.assert_allclose(ours["losses"], reference["losses"], rtol=1e-6)
+    difference = _difference_per_update(start, one_end, two_end)
+    print(f"2 workers vs 1 process, max difference per update: {np.max(difference):.3g}")
+    assert np.max(difference) < 1e-6, np.sort(difference)[-5:]
+    for a, b in zip(two_end, (other[f"end_{i}"] for i in range(n))):  # both workers hold the same weights
+        np.testing.assert_array_equal(a, b)
+
+
+# (c) SIGTERM to one worker stops both at the same step; a relaunch resumes exactly.
+# (d) only the chief writes into the workdir: one checkpoint series, one event stream, one lock.
+
+STEPS = 12
+
+
+def _train(tmp_path, name):
+    return launch(["train", tmp_path / name, tmp_path / name, STEPS], tmp_path, name)
+
+
+def _results(tmp_path, name):
+    return [json.loads((tmp_path / f"{name}-worker{i}.json").read_text()) for i in range(WORKERS)]
+
+
+def _weights(tmp_path, name, worker):
+    data = np.load(tmp_path / f"{name}-worker{worker}.npz")
+    return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def _event_file_pids(workdir):
+    # events.out.tfevents.<time>.<host>.<pid>.<n>.v2
+    return sorted(int(name.split(".")[-3]) for name in os.listdir(workdir / "train"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes_exactly(tmp_path):
+    whole = finish(_train(tmp_path, "whole"))
+    for code, _, err in whole:
+        assert code == 0, err
+    chief_lines, worker_lines = whole[0][1].splitlines(), whole[1][1]
+    assert [line.split(" |")[0] for line in chief_lines] == [f"step {s}/{STEPS}" for s in range(2, STEPS + 1, 2)]
+    assert worker_lines == ""  # no duplicate progress lines
+    assert [r["step"] for r in _results(tmp_path, "whole")] == [STEPS, STEPS]
+
+    # SIGTERM to the non-chief worker once the chief has printed step 2 (a worker that prints nothing).
+    processes = _train(tmp_path, "cut")
+    chief, other = processes
+    for line in chief.stdout:
+        if line.startswith("step 2/"):
+            break
+    else:
+        pytest.fail(f"the chief ended before step 2: {finish(processes)}")
+    lock = json.loads((tmp_path / "cut" / ".lock").read_text())
+    assert lock["pid"] == chief.pid  # the chief alone holds the workdir
+    os.kill(other.pid, signal.SIGTERM)
+    cut = finish(processes)
+    assert [code for code, _, _ in cut] == [143, 143], [err for _, _, err in cut]
+    stopped = _results(tmp_path, "cut")
+    step = stopped[0]["step"]
+    assert stopped[1]["step"] == step and 2 <= step < STEPS
+    print(f"SIGTERM to worker 1 after the chief's step-2 line: both stopped at step {step}")
+    assert "Stopped at step" in cut[0][1] and cut[1][1] == ""
+    checkpoints = tmp_path / "cut" / "checkpoints"
+    assert (checkpoints / f"ckpt-{step}.index").exists()
+    assert not (tmp_path / "cut" / ".lock").exists()
+
+    resumed = finish(_train(tmp_path, "cut"))
+    assert [code for code, _, _ in resumed] == [0, 0], [err for _, _, err in resumed]
+    first = int(resumed[0][1].split("/")[0].split()[-1])
+    assert step < first <= step + 2  # continued from the stop, nothing re-run
+    assert [r["step"] for r in _results(tmp_path, "cut")] == [STEPS, STEPS]
+    reference = _weights(tmp_path, "whole", 0)
+    for worker in range(WORKERS):  # every weight of both workers, bit for bit
+        for a, b in zip(reference, _weights(tmp_path, "cut", worker)):
+            np.testing.assert_array_equal(a, b)
+
+    # (d) One checkpoint series (the chief's), one event stream per chief launch, nothing of the workers.
+    chief_pids = [r["pid"] for r in _results(tmp_path, "whole")[:1]]
+    assert _event_file_pids(tmp_path / "whole") == chief_pids
+    assert sorted(os.listdir(tmp_path / "whole" / "checkpoints")) == [
+        "checkpoint", f"ckpt-{STEPS}.data-00000-of-00001", f"ckpt-{STEPS}.index"]
+    assert len(_event_file_pids(tmp_path / "cut")) == 2  # the stopped and the resumed chief
+    assert sorted(os.listdir(checkpoints)) == sorted(
+        ["checkpoint"] + [f"ckpt-{s}.{ext}" for s in (step, STEPS) for ext in ("data-00000-of-00001", "index")])
+    for index in range(WORKERS):  # the non-chief's throwaway checkpoints are gone
+        assert not [p for p in os.listdir(tmp_path / f"tmp-worker{index}") if p.startswith("byol_worker")]
+
+
+@pytest.mark.slow
+def test_only_the_chief_evaluates_at_the_end_of_a_cluster_run(tmp_path):
+    done = finish(launch(["pretrain", tmp_path / "run", tmp_path / "run", 2], tmp_path, "run"))
+    assert [code for code, _, _ in done] == [0, 0], [err for _, _, err in done]
+    assert [r["evaluations"] for r in _results(tmp_path, "run")] == [["knn"], []]
+    assert os.listdir(tmp_path / "run" / "eval") == ["knn.json"]
+    assert "knn" in done[0][1] and done[1][1] == ""  # the table on the chief only
