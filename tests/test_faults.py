@@ -48,8 +48,10 @@ def test_kill_9_at_random_steps_then_resume_bit_exactly(tmp_path):
     expected = _final_state(tmp_path / "whole")
     rng = random.Random(0)
     workdir = tmp_path / "killed"
-    # Increasing steps: each restart resumes from a checkpoint at or before the previous kill.
-    kills = sorted(rng.sample(range(1, STEPS), 3))
+    # Increasing steps: each restart resumes from a checkpoint at or before the previous kill. At an
+    # even step the progress line is printed just before that step's checkpoint is written: those
+    # kills land at (or during) a save; the odd one between saves.
+    kills = sorted([rng.choice(range(1, STEPS, 2)), *rng.sample(range(2, STEPS, 2), 2)])
     for step in kills:
         assert _train(workdir, kill_at_step=step) == -signal.SIGKILL, step
     assert _train(workdir) == 0

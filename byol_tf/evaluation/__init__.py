@@ -1,0 +1,1 @@
+"""Evaluation: the linear, fine-tuning and kNN protocols, their context, runner and results."""

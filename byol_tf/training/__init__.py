@@ -1,0 +1,1 @@
+"""Pretraining: the loop, its step, builders, checkpoints, stopping, progress, precision and distribution."""

@@ -1,0 +1,38 @@
+"""Tests for byol_tf.evaluation.runner: protocol dispatch, result files, errors."""
+
+import os
+
+import pytest
+
+from byol_tf import defaults
+from byol_tf.evaluation import context
+from byol_tf.evaluation import results
+from byol_tf.evaluation import runner
+from conftest import STEP, shared_run, tree_config
+
+
+def test_every_protocol_of_the_schema_has_a_runner():
+    assert tuple(runner.PROTOCOL_FNS) == defaults.PROTOCOLS
+
+
+def test_unknown_protocol_and_missing_run_are_user_errors(tmp_path):
+    config = defaults.default_config()
+    ctx = context.Context(str(tmp_path), None, 0, None, None)
+    with pytest.raises(defaults.ConfigError, match="Unknown protocol 'probe': use one of linear, finetune, knn"):
+        runner.evaluate("probe", ctx, config)
+    with pytest.raises(defaults.USER_ERRORS, match="No training run in"):
+        runner.evaluate_run("knn", str(tmp_path / "missing"), config)
+
+
+def test_result_goes_to_the_protocol_file_and_is_printed(tmp_path):
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.knn.k = 5
+    ctx = context.from_run(workdir, config)
+    ctx.workdir = str(tmp_path)  # write beside a copy, not into the shared run
+    printed = []
+    result = runner.evaluate("knn", ctx, config, print_fn=printed.append)
+    assert result["output"] == os.path.join(str(tmp_path), "eval", "knn.json")
+    assert results.read(result["output"])["checkpoint_step"] == STEP
+    assert printed[0].startswith(f"knn evaluation of {tmp_path} (step {STEP}) on sample3:train")
+    assert printed[-1] == f"Wrote {result['output']}"
