@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf import run_lock
 from byol_tf.training import loop
 from byol_tf.training import stopping
 from conftest import small_tree, tiny_config
@@ -301,7 +302,7 @@ def test_restore_step_goes_back_once_then_relaunches_resume_normally(tmp_path):
 
 
 def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
-    with run_dir.lock(str(tmp_path)):
+    with run_lock.lock(str(tmp_path)):
         with pytest.raises(defaults.ConfigError, match="in use by another run"):
             loop.train(tiny_config(max_steps=2), str(tmp_path), print_fn=lambda line: None)
     assert not (tmp_path / "checkpoints").exists()

@@ -3,10 +3,6 @@
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -196,96 +192,6 @@ def test_check_num_classes(tmp_path):
     run_dir.check_num_classes(workdir, None)  # data without labels
     message = _one_line_error(defaults.ConfigError, "new --workdir", run_dir.check_num_classes, workdir, 2)
     assert "10 classes" in message and "has 2" in message
-
-
-def _dead_pid():
-    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                             capture_output=True, text=True, check=True)
-    return int(process.stdout)
-
-
-def _write_lock(workdir, **holder):
-    record = dict(host=socket.gethostname(), pid=os.getpid(), started="2026-01-01T00:00:00+0000")
-    record.update(holder)
-    path = os.path.join(workdir, ".lock")
-    with open(path, "w") as f:
-        json.dump(record, f)
-    return path
-
-
-def test_lock_records_the_holder_and_is_released(tmp_path):
-    workdir = str(tmp_path / "run")  # created by lock
-    with run_dir.lock(workdir) as path:
-        assert path == run_dir.lock_path(workdir) == os.path.join(workdir, ".lock")
-        with open(path) as f:
-            holder = json.load(f)
-        assert holder["host"] == socket.gethostname() and holder["pid"] == os.getpid()
-        assert holder["started"].startswith(time.strftime("%Y-"))
-    assert not os.path.exists(path)
-    with run_dir.lock(workdir):  # free again
-        pass
-
-
-def test_a_second_lock_is_refused_with_one_line(tmp_path):
-    workdir = str(tmp_path)
-    with run_dir.lock(workdir) as path:
-        with open(path) as f:
-            before = f.read()
-        with pytest.raises(defaults.ConfigError) as info:
-            with run_dir.lock(workdir):
-                pytest.fail("a second run got the lock")
-        message = str(info.value)
-        assert "\n" not in message
-        assert f"lock {path} held by host {socket.gethostname()}, pid {os.getpid()}" in message
-        assert "use another --workdir" in message and f"delete {path}" in message
-        with open(path) as f:
-            assert f.read() == before  # the refused run left the holder's lock alone
-    assert not os.path.exists(path)
-
-
-def test_lock_is_released_after_an_exception(tmp_path):
-    workdir = str(tmp_path)
-    with pytest.raises(RuntimeError, match="crash"):
-        with run_dir.lock(workdir):
-            raise RuntimeError("crash")
-    assert not os.path.exists(run_dir.lock_path(workdir))
-
-
-def test_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
-    workdir = str(tmp_path)
-    pid = _dead_pid()
-    path = _write_lock(workdir, pid=pid)
-    with caplog.at_level(logging.WARNING):
-        with run_dir.lock(workdir):
-            with open(path) as f:
-                assert json.load(f)["pid"] == os.getpid()
-    assert f"stale lock {path}" in caplog.text and f"pid {pid}" in caplog.text
-    assert os.listdir(workdir) == []
-
-
-def test_lock_of_a_reused_pid_is_taken_over(tmp_path):
-    # A restarted container: same host name, same pid, but another process.
-    path = _write_lock(str(tmp_path), process="another-boot:123")
-    with run_dir.lock(str(tmp_path)):
-        with open(path) as f:
-            assert json.load(f)["process"] != "another-boot:123"
-
-
-def test_lock_of_another_host_is_respected(tmp_path):
-    path = _write_lock(str(tmp_path), host="tpu-worker-elsewhere", pid=_dead_pid())
-    message = _one_line_error(defaults.ConfigError, "held by host tpu-worker-elsewhere", run_dir.lock(str(tmp_path)).__enter__)
-    assert f"delete {path}" in message
-    assert os.path.exists(path)
-
-
-def test_an_empty_lock_is_held_while_young_and_stale_when_old(tmp_path):
-    path = tmp_path / ".lock"
-    path.write_text("")  # its creator has not written it yet, or was killed before
-    _one_line_error(defaults.ConfigError, "in use by another run", run_dir.lock(str(tmp_path)).__enter__)
-    old = time.time() - 60
-    os.utime(path, (old, old))
-    with run_dir.lock(str(tmp_path)):
-        assert json.loads(path.read_text())["pid"] == os.getpid()
 
 
 def test_clean_leftovers_removes_interrupted_saves_only(tmp_path, caplog):

@@ -10,6 +10,7 @@ from absl import logging
 
 from byol_tf import defaults
 from byol_tf import run_dir
+from byol_tf import run_lock
 from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.training import builders
@@ -80,7 +81,7 @@ def train(config, workdir, strategy=None, print_fn=None):
 
     Resumes from the newest checkpoint in `workdir` when there is one (see
     `training.restore_step` for an older one). The workdir is locked while
-    the run lasts (`run_dir.lock`). In a multi-worker cluster
+    the run lasts (`run_lock.lock`). In a multi-worker cluster
     (`MultiWorkerMirroredStrategy`, `workdir` shared by all workers) every
     worker resumes from the same checkpoint and trains, but only the chief
     (`distribute.is_chief`) locks `workdir` and writes into it (checkpoints,
@@ -105,7 +106,7 @@ def train(config, workdir, strategy=None, print_fn=None):
     if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
         return _train(config, workdir, strategy, print_fn)
     run_dir.check_writable(workdir)
-    with run_dir.lock(workdir):  # one run per workdir; a killed run's lock is taken over
+    with run_lock.lock(workdir):  # one run per workdir; a killed run's lock is taken over
         run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
         return _train(config, workdir, strategy, print_fn)
 
