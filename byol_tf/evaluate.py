@@ -49,8 +49,16 @@ _TPU = flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU V
 
 def main(argv):
     cli.check_args(argv, workdir=(_WORKDIR.value, "the directory of a pretraining run"))
-    runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value,
-                        distribute.get_strategy(_TPU.value), verbose=2)
+    if not _TPU.value and distribute.cluster_size() > 1:
+        # A cluster job (TF_CONFIG): the evaluation runs once, on the chief's own devices.
+        if not distribute.is_chief_task():
+            print("Not the chief task of TF_CONFIG's cluster: the chief evaluates; nothing to do here.")
+            return
+        strategy = distribute.local_strategy()
+    else:
+        strategy = distribute.get_strategy(_TPU.value)
+    runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value, strategy,
+                        verbose=2)
 
 
 def launch(protocol=None):

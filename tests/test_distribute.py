@@ -77,3 +77,17 @@ def test_a_single_process_is_its_own_chief_and_only_worker():
     strategy = tf.distribute.get_strategy()
     assert distribute.is_chief(strategy) and distribute.num_workers(strategy) == 1
     distribute.barrier(strategy)  # no-op
+
+
+def test_chief_task_by_tf_config():
+    def config(cluster, task_type, index):
+        return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+    workers = {"worker": ["a:1", "b:2"]}
+    with_chief = {"chief": ["c:0"], "worker": ["a:1", "b:2"]}
+    assert distribute.is_chief_task("")  # no cluster: this process is all there is
+    assert distribute.is_chief_task(config(workers, "worker", 0))
+    assert not distribute.is_chief_task(config(workers, "worker", 1))
+    assert distribute.is_chief_task(config(with_chief, "chief", 0))
+    assert not distribute.is_chief_task(config(with_chief, "worker", 0))
+    assert distribute.is_chief_task(config({"worker": ["a:1"]}, "worker", 0))  # one task: no cluster

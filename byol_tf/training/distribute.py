@@ -20,9 +20,30 @@ def cluster_size(tf_config=None):
         byol_tf.defaults.ConfigError: `TF_CONFIG` is not JSON of the form
             `{"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}`.
     """
+    return _cluster(tf_config)[0]
+
+
+def is_chief_task(tf_config=None):
+    """Whether this process is the cluster's chief by `TF_CONFIG` (`True` without a cluster).
+
+    The chief is the `chief` task, or worker 0 when the cluster has none (as
+    in `MultiWorkerMirroredStrategy`). Lets a one-process job (e.g. an
+    evaluation) run once in a cluster without building a cluster strategy.
+
+    Raises:
+        byol_tf.defaults.ConfigError: as `cluster_size`.
+    """
+    size, task_type, index, has_chief = _cluster(tf_config)
+    if size <= 1:
+        return True
+    return task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)
+
+
+def _cluster(tf_config):
+    """`(training tasks, task type, task index, whether there is a chief job)` of `TF_CONFIG`."""
     text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if not text.strip():
-        return 0
+        return 0, None, 0, False
     try:
         parsed = json.loads(text)
         cluster, task = parsed.get("cluster", {}), parsed["task"]
@@ -35,7 +56,7 @@ def cluster_size(tf_config=None):
             f"TF_CONFIG does not describe a cluster ({type(e).__name__}: {e}): set it to JSON like "
             '{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}.'
         ) from None
-    return sum(sizes)
+    return sum(sizes), task_type, index, bool(sizes[0])
 
 
 def get_strategy(tpu=None):
