@@ -4,7 +4,7 @@ import dataclasses
 
 from byol_tf import defaults
 from byol_tf import run_dir
-from byol_tf.data import sources
+from byol_tf.data import checks
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -42,10 +42,10 @@ def run(config, workdir, tpu=None, print_fn=print):
     """
     protocols = defaults.at_end_protocols(config)
     if protocols:  # a missing evaluation split fails now, not after days of training
-        sources.check_split(config.data, config.data.train_split)  # the training data's errors first
+        checks.check_split(config.data, config.data.train_split)  # the training data's errors first
         eval_data = defaults.eval_data(config, config)
         for split in (eval_data.train_split, eval_data.eval_split):
-            sources.check_split(eval_data, split)
+            checks.check_split(eval_data, split)
     strategy = distribute.get_strategy(tpu)
     result = loop.train(config, workdir, strategy=strategy)
     if not protocols or not result.finished or result.exit_code or not result.info.num_classes:

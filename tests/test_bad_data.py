@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from byol_tf.augment import host
 from byol_tf.data import labelled
+from byol_tf.data import checks
 from byol_tf.data import sources
 
 CIFAR = sources.sample_dir()
@@ -179,7 +180,7 @@ def test_center_crops_of_the_split_drop_only_the_undecodable(zoo):
 def test_decode_check_counts_the_truncated_jpeg(zoo, caplog):
     listed, _ = _listed(zoo)
     with caplog.at_level("WARNING"):
-        assert sources.check_decodable(_data(zoo), "train") == (len(listed) - 1, len(listed))
+        assert checks.check_decodable(_data(zoo), "train") == (len(listed) - 1, len(listed))
     lines = [r.getMessage() for r in caplog.records if "do not decode" in r.getMessage()]
     assert len(lines) == 1 and "truncated.jpg: " in lines[0]
 
@@ -193,7 +194,7 @@ def test_all_bad_class_is_an_error_naming_it(tmp_path):
     msg = _one_line_error("Class folder .*bird' has no readable image", sources.list_image_folder,
                           str(tmp_path), "train")
     assert "4 files" in msg and "remove the folder" in msg
-    _one_line_error("bird' has no readable image", sources.check_decodable, _data(str(tmp_path)), "train")
+    _one_line_error("bird' has no readable image", checks.check_decodable, _data(str(tmp_path)), "train")
 
 
 def test_all_bad_split_is_an_error(tmp_path):
@@ -214,10 +215,10 @@ def test_all_undecodable_split_is_an_error_before_training(tmp_path):
             _write(os.path.join(split, name, f), _truncated())
     assert len(sources.list_image_folder(str(tmp_path), "train")[0]) == 8
     msg = _one_line_error(r"None of the 8 sampled images of .*train decode \(first: .*\.jpg: .*\): "
-                          "check the data copy", sources.check_decodable, _data(str(tmp_path)), "train")
+                          "check the data copy", checks.check_decodable, _data(str(tmp_path)), "train")
     assert "Invalid JPEG data" in msg
 
 
 def test_missing_evaluation_split_is_an_error_before_training(zoo):
-    sources.check_split(_data(zoo), "test")
-    _one_line_error("Split folder 'validation' not found", sources.check_split, _data(zoo), "validation")
+    checks.check_split(_data(zoo), "test")
+    _one_line_error("Split folder 'validation' not found", checks.check_split, _data(zoo), "validation")

@@ -6,21 +6,18 @@ uint8 `[H, W, 3]` array for TFDS sets that only provide decoded pixels), so the
 host augmentations can decode only the crop window. Sharding across input
 pipelines happens here, at the file level, before any bytes are read.
 
-`check_split` and `check_decodable` find a missing split or an undecodable
-copy of the data up front, in seconds, before a run starts.
+`byol_tf.data.checks` finds a missing split or an undecodable copy of the
+data up front, in seconds, before a run starts.
 """
 
 import concurrent.futures
 import dataclasses
 import importlib.resources
 import os
-import re
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
-from byol_tf.augment import host
 
 SOURCES = ("tfds", "folder", "sample")
 SAMPLE_NAME = "cifar10_sample"  # the bundled sample's data set name
@@ -113,29 +110,7 @@ def sample_dir():
     return str(importlib.resources.files("byol_tf.data") / "sample")
 
 
-def check_split(data_config, split):
-    """Raises the `DataError` that reading `split` would raise, without reading it.
-
-    For folder sources only the split folder is listed (not the files); for
-    TFDS sources the prepared split is opened but no record is read. Call it
-    for every split a run will read (e.g. the evaluation split) before
-    training, so a missing split fails in seconds rather than after training.
-
-    Args:
-        data_config: the `config.data` ConfigDict.
-        split: split name (TFDS slices such as `"train[:10%]"` pass through).
-
-    Raises:
-        DataError: a missing data directory, split or class folder, an
-            unknown or unprepared TFDS set, or a bad source.
-    """
-    if data_config.source == "tfds":
-        _load_tfds(data_config, split, None, False, None)
-    else:
-        _class_folders(_split_dir(image_folder(data_config)[0], split))
-
-
-def _split_dir(root, split):
+def find_split_dir(root, split):
     """`root/<split>`, or `root` itself for a train split of bare class folders."""
     if not tf.io.gfile.isdir(root):
         raise DataError(
@@ -157,7 +132,7 @@ def _split_dir(root, split):
     return split_dir
 
 
-def _class_folders(split_dir):
+def list_class_folders(split_dir):
     """Sorted class folder names of `split_dir`; raises `DataError` when there are none."""
     classes = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(split_dir)
                      if tf.io.gfile.isdir(os.path.join(split_dir, d)))
@@ -190,8 +165,8 @@ def list_image_folder(root, split, check_files=True):
         DataError: no such folder or split, no class folders, a class folder
             without (readable) images, or no readable image at all.
     """
-    split_dir = _split_dir(root, split)
-    classes = _class_folders(split_dir)
+    split_dir = find_split_dir(root, split)
+    classes = list_class_folders(split_dir)
     per_class = {}
     for name in classes:
         files = sorted(f for f in tf.io.gfile.listdir(os.path.join(split_dir, name))
@@ -342,65 +317,3 @@ def _tfds_example(example):
         image = tf.image.grayscale_to_rgb(image)
     label = example.get("label", tf.constant(-1))
     return {"image": image, "label": tf.cast(label, tf.int32)}
-
-
-def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5):
-    """Decodes a sample of `split` on the host; raises if too few images decode.
-
-    Magic bytes do not prove an image decodes (e.g. truncated JPEGs), and the
-    training pipeline drops the images that fail: with none left it would wait
-    forever. This decodes up to `sample_size` images eagerly with
-    `byol_tf.augment.host.decode` (the decoders of the pipeline's crops, whole
-    image): a seeded random sample of the files of a folder source, the first
-    examples of a TFDS split. Some failures give one warning line.
-
-    Args:
-        data_config: the `config.data` ConfigDict.
-        split: split name.
-        sample_size: images to decode at most. Defaults to 64.
-        seed: seed of the folder sample. Defaults to 0.
-        min_fraction: least fraction of the sample that must decode.
-            Defaults to 0.5.
-
-    Returns:
-        `(decoded, sampled)` counts.
-
-    Raises:
-        DataError: no sampled image decodes, or fewer than `min_fraction`.
-    """
-    if is_image_folder(data_config):
-        root, _ = image_folder(data_config)
-        paths, _, _ = list_image_folder(root, split, data_config.get("check_files", True))
-        rng = np.random.default_rng(seed)
-        chosen = sorted(rng.choice(len(paths), min(sample_size, len(paths)), replace=False))
-        where = os.path.dirname(os.path.dirname(paths[0]))  # the split folder
-        items = ((paths[i], lambda p=paths[i]: tf.io.read_file(p)) for i in chosen)
-    else:
-        ds, _ = load_source(data_config, split)
-        where = f"TFDS {data_config.name!r} split {split!r}"
-        items = ((f"example {i}", lambda ex=ex: ex["image"])
-                 for i, ex in enumerate(ds.take(sample_size)))
-    failures, sampled = [], 0
-    for name, read in items:
-        sampled += 1
-        try:
-            host.decode(read())
-        except tf.errors.OpError as e:
-            failures.append(f"{name}: {_op_error(e)}")
-    decoded = sampled - len(failures)
-    if failures and decoded < max(min_fraction * sampled, 1):
-        count = "None" if not decoded else f"Only {decoded}"
-        raise DataError(
-            f"{count} of the {sampled} sampled images of {where} decode (first: "
-            f"{failures[0]}): check the data copy."
-        )
-    if failures:
-        logging.warning("%d of %d sampled images of %s do not decode and will be skipped "
-                        "(first: %s)", len(failures), sampled, where, failures[0])
-    return decoded, sampled
-
-
-def _op_error(error):
-    """The first line of a TF op error without the op and device names."""
-    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
-    return re.sub(r"\s*\[Op:.*", "", message.splitlines()[0] if message else "").strip()

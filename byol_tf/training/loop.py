@@ -12,6 +12,7 @@ from byol_tf import defaults
 from byol_tf import run_dir
 from byol_tf import run_lock
 from byol_tf.data import pipeline
+from byol_tf.data import checks
 from byol_tf.data import sources
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
@@ -114,7 +115,7 @@ def train(config, workdir, strategy=None, print_fn=None):
 def _train(config, workdir, strategy, print_fn):
     chief = distribute.is_chief(strategy)
     _, info = sources.load_source(config.data, config.data.train_split)
-    sources.check_decodable(config.data, config.data.train_split, seed=config.seed)
+    checks.check_decodable(config.data, config.data.train_split, seed=config.seed)
     if chief:
         if config.model.linear_probe:  # the probe's checkpoint has one column per class
             run_dir.check_num_classes(workdir, info.num_classes)
