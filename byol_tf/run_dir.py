@@ -254,23 +254,72 @@ def restore_model(workdir, step=None):
     """
     config = read_config(workdir)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
-    if step is not None:
-        paths = [checkpoint_path(workdir, step)]
-    else:  # the newest that reads; a truncated or incomplete newest one is skipped
-        paths = [checkpoint_path(workdir)] + [
-            checkpoint_path(workdir, s) for s in reversed(checkpoint_steps(workdir))]
-        paths = list(dict.fromkeys(paths))
-    for i, path in enumerate(paths):
+    # The newest that reads: a truncated or incomplete newest one is skipped.
+    paths = [checkpoint_path(workdir, step)] if step is not None else checkpoint_candidates(workdir)
+    if not paths:
+        checkpoint_path(workdir)  # raises: no checkpoint
+    path, skipped = restore_first_readable(tf.train.Checkpoint(model=model), paths, partial=True)
+    if path is None:
+        raise FileNotFoundError(f"No checkpoint of {workdir} can be read: {describe_skipped(skipped)}.")
+    if skipped:
+        logging.warning("Skipped unreadable checkpoint(s) %s; loaded %s.", describe_skipped(skipped), path)
+    return model, config, checkpoint_step(path)
+
+
+def checkpoint_candidates(workdir):
+    """Checkpoint paths to restore from, best first: the saved order (newest first), then any others on disk."""
+    state = tf.train.get_checkpoint_state(checkpoints_dir(workdir))
+    saved = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    known = {checkpoint_step(path) for path in saved}
+    return saved + [checkpoint_path(workdir, s) for s in reversed(checkpoint_steps(workdir)) if s not in known]
+
+
+def restore_first_readable(checkpoint, paths, partial=False):
+    """Restores `checkpoint` from the first of `paths` that can be read.
+
+    Args:
+        checkpoint: a `tf.train.Checkpoint`.
+        paths: checkpoint prefixes, best first.
+        partial: allow the file to hold objects `checkpoint` does not (e.g.
+            the optimizer, for a model alone). Defaults to `False`.
+
+    Returns:
+        `(path, skipped)`: the restored path (`None` if none reads) and the
+        `(path, why)` of every unreadable path tried before it (see
+        `describe_skipped`).
+
+    Raises:
+        AssertionError: a readable checkpoint lacks part of `checkpoint`'s
+            state (another model).
+    """
+    skipped = []
+    for path in paths:
         try:
-            status = tf.train.Checkpoint(model=model).restore(path)
-            status.expect_partial().assert_existing_objects_matched()
+            status = checkpoint.restore(path)
+            if partial:
+                status.expect_partial()
+            status.assert_existing_objects_matched()
         except (tf.errors.OpError, IndexError) as e:
-            if i == len(paths) - 1:
-                raise FileNotFoundError(f"No checkpoint of {workdir} can be read (last tried {path}: "
-                                        f"{type(e).__name__}).") from None
-            logging.warning("Checkpoint %s cannot be read (%s); trying an older one.", path, type(e).__name__)
+            skipped.append((path, _unreadable_reason(path, e)))
             continue
-        return model, config, checkpoint_step(path)
+        logging.info("Restored %s", path)
+        return path, skipped
+    return None, skipped
+
+
+def describe_skipped(skipped):
+    """`"ckpt-3 (why); ckpt-2 (why)"`: the unreadable checkpoints of `restore_first_readable`."""
+    return "; ".join(f"{os.path.basename(path)} ({why})" for path, why in skipped)
+
+
+def _unreadable_reason(path, error):
+    """Why checkpoint `path` could not be read, in one line."""
+    if not tf.io.gfile.exists(path + ".index"):
+        return "its .index file is missing"
+    if not tf.io.gfile.glob(path + ".data-*"):
+        return "its .data file is missing"
+    message = " ".join((getattr(error, "message", None) or str(error)).splitlines()[0].split())[:200]
+    return f"{type(error).__name__}: {message}"
 
 
 def clean_leftovers(workdir):

@@ -150,6 +150,24 @@ def test_restore_model_errors(tmp_path):
     assert model.online_encoder.output_shape[-1] == 128  # ResNet-18 x0.25: 512 / 4 features
 
 
+def test_restore_model_skips_a_truncated_newest_checkpoint(tmp_path, caplog):
+    workdir = str(tmp_path)
+    make_run(workdir, width=0.25)  # ckpt-7
+    model, _, _ = run_dir.restore_model(workdir)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), run_dir.checkpoints_dir(workdir), None)
+    manager.save(checkpoint_number=STEP + 1)  # the newest save, then truncated
+    older = os.path.join(workdir, "checkpoints", f"ckpt-{STEP}")
+    data = os.path.join(workdir, "checkpoints", f"ckpt-{STEP + 1}.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        _, _, step = run_dir.restore_model(workdir)
+    assert step == STEP and f"ckpt-{STEP + 1} (" in caplog.text
+    os.remove(older + ".index")
+    _one_line_error(FileNotFoundError, f"No checkpoint of .* can be read: ckpt-{STEP + 1} .*; ckpt-{STEP} ",
+                    run_dir.restore_model, workdir)
+
+
 def test_check_writable_creates_the_directory_and_leaves_no_probe(tmp_path):
     workdir = tmp_path / "a" / "run"
     run_dir.check_writable(str(workdir))

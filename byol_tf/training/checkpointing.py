@@ -3,7 +3,6 @@
 Where checkpoints and the config live is `byol_tf.run_dir`'s business.
 """
 
-import os
 import tempfile
 
 import tensorflow as tf
@@ -74,53 +73,30 @@ class Checkpointer:
         """
         if step is not None:
             path = run_dir.checkpoint_path(self.workdir, step)
-            error = self._try_restore(path)
-            if error:
+            restored, skipped = run_dir.restore_first_readable(self.manager.checkpoint, [path])
+            if restored is None:
                 raise FileNotFoundError(
-                    f"Checkpoint {path} cannot be read ({error}): pass another step "
+                    f"Checkpoint {path} cannot be read ({skipped[0][1]}): pass another step "
                     f"(available: {', '.join(map(str, self.steps()))})."
                 )
             return int(step)
-        candidates = self._candidates()
+        candidates = run_dir.checkpoint_candidates(self.workdir)
         if not candidates:
             return None
-        skipped = []
-        for path in candidates:
-            error = self._try_restore(path)
-            if error is None:
-                if skipped:
-                    logging.warning("Skipped unreadable checkpoint(s) %s; resumed from %s.", "; ".join(skipped), path)
-                return run_dir.checkpoint_step(path)
-            skipped.append(f"{os.path.basename(path)} ({error})")
-        raise FileNotFoundError(
-            f"No checkpoint in {self.directory} can be read: {'; '.join(skipped)}. Restore the files, "
-            f"or use a new --workdir."
-        )
+        path, skipped = run_dir.restore_first_readable(self.manager.checkpoint, candidates)
+        if path is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {self.directory} can be read: {run_dir.describe_skipped(skipped)}. Restore the files, "
+                f"or use a new --workdir."
+            )
+        if skipped:
+            logging.warning("Skipped unreadable checkpoint(s) %s; resumed from %s.", run_dir.describe_skipped(skipped),
+                            path)
+        return run_dir.checkpoint_step(path)
 
     def restore_latest(self):
         """Restores the newest readable checkpoint (see `restore`); returns `True` if there was one."""
         return self.restore() is not None
-
-    def _candidates(self):
-        """Checkpoint paths to resume from, best first."""
-        saved = list(reversed(self.manager.checkpoints))  # newest save first
-        known = {run_dir.checkpoint_step(path) for path in saved}
-        others = [run_dir.checkpoint_path(self.workdir, step) for step in reversed(self.steps()) if step not in known]
-        return saved + others
-
-    def _try_restore(self, path):
-        """Restores `path`; returns `None`, or why it cannot be read (one line)."""
-        try:
-            self.manager.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, IndexError) as e:
-            if not tf.io.gfile.exists(path + ".index"):
-                return "its .index file is missing"
-            if not tf.io.gfile.glob(path + ".data-*"):
-                return "its .data file is missing"
-            message = " ".join((getattr(e, "message", None) or str(e)).splitlines()[0].split())[:200]
-            return f"{type(e).__name__}: {message}"
-        logging.info("Restored %s", path)
-        return None
 
     def save(self, step):
         """Saves the state as checkpoint `step`; returns its path (`None` on a non-chief worker)."""
