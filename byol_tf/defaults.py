@@ -101,7 +101,7 @@ def default_config():
         weight_decay=_PAPER.weight_decay,
         momentum=0.9,
         eta=1e-3,
-        warmup_epochs=10,
+        warmup_epochs=10.0,  # may be fractional (short runs)
         # {regex on variable path: lr multiplier}, e.g. {"predictor": 10.0}.
         lr_multipliers={},
     )
@@ -152,6 +152,10 @@ def default_config():
             # > 0: train on the rest, report on this many held-out training images
             # (the paper sweeps the lr on 10,000): TFDS takes the last N, folders N at random.
             holdout_examples=0,
+            # < 1.0: train on a seeded per-class sample of the training labels
+            # (few-label evaluation; see finetune.label_fraction).
+            label_fraction=1.0,
+            subset_seed=0,
         ),
         finetune=dict(
             # Fraction of labels per class (seeded); 1.0 = the whole train split
@@ -307,8 +311,9 @@ def validate_evals(config):
                   "need base_learning_rate > 0 and weight_decay >= 0")
     if e.linear.holdout_examples < 0:
         _fail("evals.linear.holdout_examples", e.linear.holdout_examples, "must be >= 0")
-    if not 0.0 < e.finetune.label_fraction <= 1.0:
-        _fail("evals.finetune.label_fraction", e.finetune.label_fraction, "must be in (0, 1]")
+    for section in ("linear", "finetune"):
+        if not 0.0 < e[section].label_fraction <= 1.0:
+            _fail(f"evals.{section}.label_fraction", e[section].label_fraction, "must be in (0, 1]")
     k = e.knn
     if k.k < 1 or k.temperature <= 0:
         _fail("evals.knn", (k.k, k.temperature), "need k >= 1 and temperature > 0")

@@ -154,6 +154,7 @@ def test_evals_defaults_are_the_papers_protocols():
         ("evals.at_end", "linear,probe", r"config\.evals\.at_end='linear,probe': name protocols among"),
         ("evals.linear.epochs", 0, r"config\.evals\.linear\.epochs=0: must be > 0"),
         ("evals.finetune.label_fraction", 1.5, r"config\.evals\.finetune\.label_fraction=1\.5"),
+        ("evals.linear.label_fraction", 0.0, r"config\.evals\.linear\.label_fraction=0\.0"),
         ("evals.knn.weighting", "vote", r"config\.evals\.knn\.weighting='vote': use one of"),
         ("evals.knn.k", 0, r"config\.evals\.knn=\(0, 0\.07\)"),
         ("evals.data.source", "web", r"config\.evals\.data\.source='web'"),

@@ -159,3 +159,29 @@ def test_an_interrupted_linear_protocol_resumes_from_its_backup(tmp_path):
     # The runner gives every protocol its backup next to the result file.
     result = runner.evaluate("linear", ctx, config, output=str(tmp_path / "out" / "linear.json"), print_fn=len)
     assert len(result["history"]["loss"]) == 4 and not os.path.exists(tmp_path / "out" / "linear.backup")
+
+
+def test_label_fraction_samples_each_class_of_the_training_part_only():
+    data = defaults.eval_data(defaults.default_config(), run_config())
+    train, held = linear.splits(data, 300, seed=0)
+    few = linear.few_labels(data, train, 0.1, seed=3)
+    labels = labelled.split_labels(data, "train")
+    rest_counts = np.bincount(labels[train[1]], minlength=10)
+    assert np.bincount(labels[few[1]], minlength=10).tolist() == [int(n * 0.1 + 0.5) for n in rest_counts]
+    assert set(few[1]) <= set(train[1]) and not set(few[1]) & set(held[1])
+    assert few[2] == "train[rest][0.1 of labels, seed 3]"
+    assert np.array_equal(linear.few_labels(data, train, 0.1, seed=3)[1], few[1])
+    assert not np.array_equal(linear.few_labels(data, train, 0.1, seed=4)[1], few[1])
+
+
+def test_cached_probe_on_a_tenth_of_the_labels_and_a_fraction_that_keeps_none():
+    workdir, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.linear.update(cache_features=True, epochs=10, batch_size=256, label_fraction=0.1, subset_seed=1)
+    ctx = context.from_run(workdir, config)
+    result = linear.run(ctx, config)
+    assert result["train_examples"] == 60 and result["eval_examples"] == 300 and result["label_fraction"] == 0.1
+    assert result["variant"] == "cached_features, 0.1 of labels" and result["train_split"] == "train[0.1 of labels, seed 1]"
+    config.evals.linear.label_fraction = 0.001  # 0.2 of an image per class
+    with pytest.raises(defaults.ConfigError, match="evals.linear.label_fraction=0.001 keeps no example"):
+        linear.run(ctx, config)

@@ -62,14 +62,14 @@ PUBLIC_KNN = (200, 0.869)  # ResNet-18, CIFAR-10: kNN top-1 after 200 epochs (by
 SAFETY = 0.97  # of the budget left after compilation: input pipeline, logging, checkpoints
 
 
-def _write_json(path, value):
+def write_json(path, value):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(value, f, indent=2)
     os.replace(tmp, path)
 
 
-def _read_json(path):
+def read_json(path):
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -175,7 +175,7 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
     encoder = fresh_encoder(config, None)
     if os.path.exists(weights) and os.path.exists(report_path):
         encoder.load_weights(weights)
-        return encoder, _read_json(report_path)
+        return encoder, read_json(report_path)
     os.makedirs(workdir, exist_ok=True)
     steps_per_epoch = math.ceil(num_examples / batch)
     epochs = max(1, round(steps / steps_per_epoch))
@@ -192,7 +192,7 @@ def train_supervised(config, workdir, steps, num_examples, num_classes, learning
               "learning_rate_per_256": learning_rate, "weight_decay": weight_decay,
               "area_range": [min_area, 1.0], "test_top1_own_head": result["top1"],
               "history": result["history"]}
-    _write_json(report_path, report)
+    write_json(report_path, report)
     return encoder, report
 
 
@@ -217,6 +217,39 @@ def format_table(results):
     return tables.markdown(header, rows)
 
 
+def plan_and_pretrain(config, workdir, minutes, num_examples, supervised_min_area, print_fn=print):
+    """Phases 1 and 2: the plan (calibrated once) and BYOL pretraining for its steps (resumed).
+
+    Returns `(plan, byol_dir, byol_report)`, or `None` when a signal stopped
+    pretraining (the checkpoint is saved; the same call resumes).
+    """
+    plan_path = os.path.join(workdir, "plan.json")
+    plan = read_json(plan_path)
+    if plan is None:
+        plan = calibrate(config, minutes, num_examples, supervised_min_area, print_fn=print_fn)
+        write_json(plan_path, plan)
+    elif plan["minutes"] != minutes:
+        raise defaults.ConfigError(
+            f"--minutes={minutes:g} differs from the {plan['minutes']:g} minutes planned in {plan_path}: "
+            "use a new --workdir, or the same --minutes to resume.")
+    else:
+        print_fn(f"Using {plan_path} (BYOL {plan['byol']['steps']} steps, "
+                 f"supervised {plan['supervised']['steps']} steps).")
+
+    byol_dir = os.path.join(workdir, "byol")
+    result, byol_seconds = pretrain_byol(config, byol_dir, plan["byol"]["steps"], print_fn)
+    if result.exit_code or result.step < plan["byol"]["steps"]:  # stopped by a signal, checkpoint saved
+        print_fn(f"BYOL stopped at step {result.step} of {plan['byol']['steps']}: run the same command to resume.")
+        return None
+    byol_report_path = os.path.join(workdir, "byol.json")
+    byol_report = read_json(byol_report_path)
+    if byol_report is None:  # the run that finished the phase measured its time
+        byol_report = {"steps": result.step, "epochs": result.step * plan["batch_size"] / num_examples,
+                       "seconds": byol_seconds, "final_metrics": result.metrics}
+        write_json(byol_report_path, byol_report)
+    return plan, byol_dir, byol_report
+
+
 def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, supervised_min_area,
         print_fn=print):
     """All four phases; returns the results dict (also written to `results.json`).
@@ -232,30 +265,10 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     sources.list_image_folder(data_dir, config.data.eval_split, config.data.check_files)
     num_classes = len(classes)
 
-    plan_path = os.path.join(workdir, "plan.json")
-    plan = _read_json(plan_path)
-    if plan is None:
-        plan = calibrate(config, minutes, len(paths), supervised_min_area, print_fn=print_fn)
-        _write_json(plan_path, plan)
-    elif plan["minutes"] != minutes:
-        raise defaults.ConfigError(
-            f"--minutes={minutes:g} differs from the {plan['minutes']:g} minutes planned in {plan_path}: "
-            "use a new --workdir, or the same --minutes to resume.")
-    else:
-        print_fn(f"Using {plan_path} (BYOL {plan['byol']['steps']} steps, "
-                 f"supervised {plan['supervised']['steps']} steps).")
-
-    byol_dir = os.path.join(workdir, "byol")
-    result, byol_seconds = pretrain_byol(config, byol_dir, plan["byol"]["steps"], print_fn)
-    if result.exit_code or result.step < plan["byol"]["steps"]:  # stopped by a signal, checkpoint saved
-        print_fn(f"BYOL stopped at step {result.step} of {plan['byol']['steps']}: run the same command to resume.")
+    planned = plan_and_pretrain(config, workdir, minutes, len(paths), supervised_min_area, print_fn)
+    if planned is None:
         return None
-    byol_report_path = os.path.join(workdir, "byol.json")
-    byol_report = _read_json(byol_report_path)
-    if byol_report is None:  # the run that finished the phase measured its time
-        byol_report = {"steps": result.step, "epochs": result.step * plan["batch_size"] / len(paths),
-                       "seconds": byol_seconds, "final_metrics": result.metrics}
-        _write_json(byol_report_path, byol_report)
+    plan, byol_dir, byol_report = planned
 
     supervised, sup_report = train_supervised(
         config, os.path.join(workdir, "supervised"), plan["supervised"]["steps"], len(paths), num_classes,
@@ -283,7 +296,7 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     results = {"plan": plan, "byol": byol_report, "supervised": sup_report, "rows": rows,
                "public_knn_reference": {"epochs": PUBLIC_KNN[0], "knn_top1": PUBLIC_KNN[1]},
                "config": config.to_dict()}
-    _write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), results)
     print_fn(format_table(results))
     print_fn(f"Public ResNet-18 curve: kNN {100 * PUBLIC_KNN[1]:.1f}% after {PUBLIC_KNN[0]} epochs; "
              f"this BYOL run: {100 * rows[0]['knn_top1']:.1f}% after {byol_report['epochs']:.1f} epochs.")

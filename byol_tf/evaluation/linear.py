@@ -10,6 +10,10 @@ quickstart) the centre-crop features are computed once, standardized with
 the training statistics, and the same head is trained on them
 (`train_on_features`): much faster, usually a little less accurate.
 
+With `label_fraction=f < 1`, the classifier sees only a seeded per-class
+sample of the training labels (`subset_seed`; the few-label comparison of
+`tools/few_labels.py`), drawn after any held-out split.
+
 With `holdout_examples=N`, training images are held out for the learning-rate
 sweep and reported on instead of the test split: TFDS takes the last N of
 the train split (as the paper does with 10,000), folder sources a seeded
@@ -27,6 +31,7 @@ import keras
 from byol_tf.data import labelled
 from byol_tf.evaluation import classifier
 from byol_tf.evaluation import metrics
+from byol_tf.evaluation import semi_supervised
 from byol_tf.evaluation import subsets
 
 
@@ -98,6 +103,13 @@ def splits(data, holdout=0, seed=0):
     return (split, rest, f"{split}[rest]"), (split, held, f"{split}[holdout {holdout}, seed {seed}]")
 
 
+def few_labels(data, train, fraction, seed):
+    """`train` (`(split, indices, name)` of `splits`) narrowed to a seeded per-class label sample."""
+    split, pool, name = train
+    indices, _ = semi_supervised.label_sample(data, split, fraction, seed, pool, key="evals.linear.label_fraction")
+    return split, indices, f"{name}[{fraction:g} of labels, seed {seed}]"
+
+
 def run(context, config, verbose=0, callbacks=None):
     """Runs the linear protocol; returns a result dict (see `results`).
 
@@ -110,6 +122,8 @@ def run(context, config, verbose=0, callbacks=None):
     """
     started, data, lin = time.time(), context.data, config.evals.linear
     train, test = splits(data, lin.holdout_examples, config.seed)
+    if lin.label_fraction < 1.0:
+        train = few_labels(data, train, lin.label_fraction, lin.subset_seed)
     train_examples, info, train_count = labelled.labelled_examples(data, train[0], train[1],
                                                                     shuffle_seed=config.seed)
     num_classes = labelled.num_classes(info)
@@ -131,12 +145,14 @@ def run(context, config, verbose=0, callbacks=None):
         scores = classifier.evaluate(model, labelled.as_pairs(context.center_crops(test_examples)))
         augment = augment.to_dict()
     variant = "cached_features" if lin.cache_features else "augmented"
+    labels = f"{lin.label_fraction:g} of labels" if lin.label_fraction < 1.0 else ""
     return {
-        "protocol": "linear", "variant": ", ".join(filter(None, (variant, context.variant))),
+        "protocol": "linear", "variant": ", ".join(filter(None, (variant, labels, context.variant))),
         "dataset": info.name, "train_split": train[2], "eval_split": test[2],
         "train_examples": train_count, "eval_examples": test_count, "num_classes": num_classes,
         "checkpoint_step": context.step, "workdir": context.workdir,
         "top1": scores["top1"], "top5": scores["top5"], "train_top1": scores.get("train_top1"),
-        "epochs": lin.epochs, "hyperparameters": lin.to_dict(), "history": history, "augment": augment,
+        "label_fraction": lin.label_fraction, "epochs": lin.epochs, "hyperparameters": lin.to_dict(),
+        "history": history, "augment": augment,
         "seconds": round(time.time() - started, 1),
     }

@@ -28,7 +28,7 @@ from byol_tf.evaluation import semi_supervised
 PROTOCOL_FNS = {"linear": linear.run, "finetune": semi_supervised.run, "knn": knn.run}
 
 
-def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0):
+def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0, callbacks=()):
     """Evaluates `context`'s encoder with one protocol and writes the result.
 
     Args:
@@ -38,6 +38,8 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0):
         output: JSON path. Defaults to `<workdir>/eval/<protocol>.json`.
         print_fn: printer of the progress line and table. Defaults to `print`.
         verbose: `Model.fit` verbosity (linear, finetune). Defaults to `0`.
+        callbacks: more Keras callbacks of `Model.fit` (e.g. progress lines).
+            Defaults to none.
 
     Training protocols resume after an interruption: Keras'
     `BackupAndRestore` keeps their state after every epoch in
@@ -55,7 +57,7 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0):
              f"{context.data.name}:{context.data.train_split} ...")
     path = output or run_dir.eval_path(context.workdir, protocol)
     backup = keras.callbacks.BackupAndRestore(os.path.splitext(path)[0] + ".backup")
-    result = PROTOCOL_FNS[protocol](context, config, verbose, [backup])
+    result = PROTOCOL_FNS[protocol](context, config, verbose, [backup, *callbacks])
     path = results.write(result, path)
     print_fn(results.format_table([result]))
     print_fn(f"Wrote {path}")

@@ -33,6 +33,27 @@ from byol_tf.evaluation import classifier
 from byol_tf.evaluation import subsets
 
 
+def label_sample(data, split, fraction, seed, pool=None, key="evals.finetune.label_fraction"):
+    """`(indices, labels)` of a seeded per-class sample of `fraction` of `split`'s examples.
+
+    Args:
+        data: the resolved data config.
+        split: split name.
+        fraction: fraction of each class to keep, in `(0, 1]`.
+        seed: the sample's seed (`subset_seed`).
+        pool: optional positions to sample from (e.g. the training part of a
+            held-out split); defaults to the whole split.
+        key: the config key named in the error when nothing is kept.
+    """
+    labels = labelled.split_labels(data, split)
+    pool = np.arange(len(labels)) if pool is None else np.asarray(pool)
+    indices = pool[subsets.per_class_sample(labels[pool], fraction, seed)]
+    if not len(indices):
+        raise defaults.ConfigError(
+            f"config.{key}={fraction} keeps no example of {split!r} ({len(pool)} examples): raise the fraction.")
+    return indices, labels[indices]
+
+
 def labelled_subset(data, fraction, seed, shuffle_seed=None):
     """`(dataset, info, count, labels)` of the per-class sample of `data.train_split`.
 
@@ -42,13 +63,8 @@ def labelled_subset(data, fraction, seed, shuffle_seed=None):
     """
     if fraction >= 1.0:
         return (*labelled.labelled_examples(data, data.train_split, shuffle_seed=shuffle_seed), None)
-    labels = labelled.split_labels(data, data.train_split)
-    indices = subsets.per_class_sample(labels, fraction, seed)
-    if not len(indices):
-        raise defaults.ConfigError(
-            f"config.evals.finetune.label_fraction={fraction} keeps no example of {data.train_split!r} "
-            f"({len(labels)} examples): raise the fraction.")
-    return (*labelled.labelled_examples(data, data.train_split, indices, shuffle_seed), labels[indices])
+    indices, labels = label_sample(data, data.train_split, fraction, seed)
+    return (*labelled.labelled_examples(data, data.train_split, indices, shuffle_seed), labels)
 
 
 def build_model(context, num_classes, bn_training=True):

@@ -1,0 +1,64 @@
+r"""BYOL for a short run on a small image folder (5k-50k images, a few thousand steps).
+
+The preset of `tools/few_labels.py` ("does BYOL help on my data?"):
+
+    python tools/few_labels.py --data_dir=DIR --workdir=/tmp/byol_few_labels --minutes=15
+
+or pretraining alone, on any folder with `train/<class>/*` (and an
+evaluation split such as `val/` or `test/`):
+
+    python -m byol_tf.train --config=configs/small_data.py --workdir=/tmp/byol_small \
+        --config.data.data_dir=DIR --config.training.epochs=5
+
+`configs/small_data.py:64` sets the image size (32 by default, CIFAR-sized;
+the small-image stem up to 64 px, blur from 64 px up as in the recipe).
+
+What differs from the paper's ImageNet preset: a ResNet-18 x0.25 (on a
+2-core CPU a full ResNet-18 sees under one epoch of CIFAR-10 in 15
+minutes) and, for now, the public CIFAR settings of
+`configs/cifar10_budget.py` (base lr 1.0, weight decay 1e-5, tau_base 0.99,
+one warm-up epoch). The selection sweep on held-out training images is in
+progress (WORKSPACE.md, "Small-data presets").
+The rest is the recipe: LARS (no decay of biases and BN), cosine lr and tau
+schedules spanning the run, the two asymmetric views, 4096-256 heads.
+"""
+
+from byol_tf import defaults
+
+
+def get_config(arg=""):
+    args, smoke = defaults.config_arg(arg)
+    image_size = int(args[0]) if args else 32
+    config = defaults.default_config()
+    config.model.depth = 18
+    config.model.width_multiplier = 0.25
+    config.model.stem = "auto"
+    config.data.source = "folder"
+    config.data.name = "small_data"
+    config.data.train_split = "train"
+    config.data.eval_split = "test"
+    config.data.image_size = image_size
+    config.data.eval_crop_fraction = 1.0 if image_size <= 64 else 0.875
+    config.data.cache = True
+    config.data.shuffle_buffer = 50_000
+    if image_size < 64:
+        for view in (config.augment.view1, config.augment.view2):
+            view.blur_prob = 0.0
+    config.training.batch_size = 128
+    config.training.epochs = 5
+    config.training.steps_per_loop = 10
+    config.training.log_every_steps = 100
+    config.training.checkpoint_every_steps = 500
+    config.training.precision = "auto"
+    config.optimizer.base_learning_rate = 1.0
+    config.optimizer.weight_decay = 1e-5
+    config.optimizer.warmup_epochs = 1
+    config.target.base_decay = 0.99
+    # Evaluation: cached features for the linear protocol, kNN, fine-tuning
+    # on few labels (tools/few_labels.py sets the fraction and steps).
+    config.evals.at_end = "linear,knn"
+    config.evals.batch_size = 500
+    config.evals.data.cache = True
+    config.evals.linear.update(cache_features=True, epochs=100, batch_size=256)
+    config.evals.finetune.update(batch_size=128, base_learning_rate=0.05)
+    return defaults.smoke(config) if smoke else config
