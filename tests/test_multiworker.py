@@ -218,6 +218,10 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes
     assert stopped[1]["step"] == step and 2 <= step < STEPS
     print(f"SIGTERM to worker 1 after the chief's step-2 line: both stopped at step {step}")
     assert "Stopped at step" in cut[0][1] and cut[1][1] == ""
+    # The signalled worker says it received the signal; the chief, that another worker did.
+    assert "Received SIGTERM: stopping after the current step" in cut[1][2]
+    assert "Another worker of the cluster received SIGTERM" in cut[0][2]
+    assert "Received SIGTERM" not in cut[0][2]
     checkpoints = tmp_path / "cut" / "checkpoints"
     assert (checkpoints / f"ckpt-{step}.index").exists()
     assert not (tmp_path / "cut" / ".lock").exists()

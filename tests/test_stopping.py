@@ -60,3 +60,13 @@ def test_outside_the_main_thread_it_leaves_signals_alone():
     thread.start()
     thread.join()
     assert result == {"handler": before, "requested": True}
+
+
+def test_a_stop_forwarded_from_another_worker_says_so(caplog):
+    stop = stopping.StopSignal()
+    with caplog.at_level("WARNING"):
+        stop.request(signal.SIGTERM, peer=True)
+        stop.request(signal.SIGINT)  # the first request wins
+    assert stop.requested and (stop.reason, stop.exit_code) == ("SIGTERM", 143)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Another worker of the cluster received SIGTERM: stopping after the current step, then saving a checkpoint."]

@@ -219,7 +219,7 @@ def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, 
         ran = int(outputs.pop("steps"))
         if cluster and ran < next_stop - step:  # some worker was asked to stop: all stop here
             cluster_stopped = True
-            stop.request(_cluster_signal(strategy, stop))
+            stop.request(_cluster_signal(strategy, stop), peer=not stop.requested)
         step = int(optimizer.iterations.numpy())
         if not ran:  # stopped before the first step of this call
             continue

@@ -67,12 +67,16 @@ class StopSignal:
         """The shell's code for death by the signal: `128 + signum` (143 for SIGTERM, 130 for SIGINT)."""
         return 128 + int(self.signum) if self.signum is not None else 0
 
-    def request(self, signum=signal.SIGTERM):
-        """Requests a stop as the signal `signum` would."""
+    def request(self, signum=signal.SIGTERM, peer=False):
+        """Requests a stop as the signal `signum` would.
+
+        `peer=True`: another worker of the cluster received the signal (the
+        log line says so instead of "Received").
+        """
         if self.signum is None:
             self.signum = int(signum)
-            logging.warning("Received %s: stopping after the current step, then saving a checkpoint.",
-                            self.reason)
+            logging.warning("%s %s: stopping after the current step, then saving a checkpoint.",
+                            "Another worker of the cluster received" if peer else "Received", self.reason)
         self.variable.assign(True)
 
     def __enter__(self):
