@@ -35,6 +35,9 @@ def test_epochs_for_steps():
 
 def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
     data_dir = small_tree(str(tmp_path / "data"), 12, 6, CLASSES)
+    os.rename(os.path.join(data_dir, "test"), os.path.join(data_dir, "val"))  # any named evaluation split
+    config = _tiny_config()
+    config.data.eval_split = "val"
     workdir = str(tmp_path / "run")
     args = dict(minutes=0.02, fractions=[0.25, 0.5], subset_seed=3, finetune_steps=6, supervised_lr=0.2,
                 supervised_wd=5e-4, supervised_min_area=0.2)
@@ -44,7 +47,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
             "byol": {"steps": 4}, "supervised": {"steps": 7}}
     pathlib.Path(workdir, "plan.json").write_text(json.dumps(plan))
     lines = []
-    first = few_labels.run(_tiny_config(), data_dir, workdir, print_fn=lines.append, **args)
+    first = few_labels.run(config, data_dir, workdir, print_fn=lines.append, **args)
 
     assert first["byol"]["steps"] == plan["byol"]["steps"]
     methods = [name for _, name in few_labels.METHODS]
@@ -55,6 +58,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
                    for key, _ in few_labels.METHODS}
         for key, result in written.items():
             assert result["train_examples"] == 4 * per_class and result["eval_examples"] == 24, key
+            assert result["eval_split"] == "val"
             assert result["label_fraction"] == fraction and 0.0 <= result["top1"] <= result["top5"] <= 1.0
         # One per-class sample (seed 3) for every method.
         assert written["byol_linear"]["train_split"] == written["random_linear"]["train_split"] == \
@@ -74,7 +78,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
     # Rerunning reuses every finished phase: no calibration, no training, the same numbers.
     stamps = {p: os.path.getmtime(p) for p in pathlib.Path(workdir, "eval").glob("*.json")}
     lines.clear()
-    second = few_labels.run(_tiny_config(), data_dir, workdir, print_fn=lines.append, **args)
+    second = few_labels.run(config, data_dir, workdir, print_fn=lines.append, **args)
     assert second["rows"] == first["rows"]
     assert not any("protocol ..." in line or line.startswith("step ") for line in lines), lines
     assert all(os.path.getmtime(p) == t for p, t in stamps.items())
