@@ -17,6 +17,9 @@ A config file's argument after the colon may include `smoke`
 shrunk to seconds on the bundled sample (`smoke()`).
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 from byol_tf import presets
@@ -181,6 +184,19 @@ def default_config():
     )
     c.lock()
     return c
+
+
+def load_config_file(path, arg=""):
+    """`get_config(arg)` of the config file at `path` (configs are files, not a package).
+
+    For configs built on another one, e.g. `configs/ablations.py` on
+    `configs/small_data.py`.
+    """
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"byol_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 def get_config(arg=""):

@@ -26,7 +26,6 @@ Paper numbers: ImageNet, ResNet-50, 300 epochs (1000 for the last two),
 linear top-1 (`PAPER_TOP1`, from ../shared/byol_recipe.md).
 """
 
-import importlib.util
 import os
 
 from byol_tf import defaults
@@ -36,20 +35,12 @@ PAPER_TOP1 = {"baseline": 72.5, "no_predictor": "collapse", "tau_0": "barely lea
               "predictor_lr10": 66.6, "gn_ws": 73.9, "no_norm": 0.1}
 
 
-def _small_data_config(arg):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "small_data.py")
-    spec = importlib.util.spec_from_file_location("small_data", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg=""):
     args, smoke = defaults.config_arg(arg)
     name = args[0] if args else "baseline"
     if name not in ABLATIONS:
         raise defaults.ConfigError(f"configs/ablations.py:{name}: use one of {', '.join(ABLATIONS)}.")
-    config = _small_data_config("")
+    config = defaults.load_config_file(os.path.join(os.path.dirname(__file__), "small_data.py"))
     if name == "no_predictor":
         config.model.use_predictor = False
     elif name in ("tau_0", "tau_1", "predictor_lr10"):

@@ -41,6 +41,16 @@ def tiny_config(**training):
     return config
 
 
+def tiny_budget_config():
+    """`configs/cifar10_budget.py:smoke` at batch 8: the budget tools' tests."""
+    config = load_config_module("cifar10_budget").get_config("smoke")
+    config.data.shuffle_buffer = 64
+    config.training.batch_size = 8
+    config.evals.batch_size = 32
+    config.evals.linear.epochs = 3
+    return config
+
+
 @pytest.fixture
 def config():
     return tiny_config()

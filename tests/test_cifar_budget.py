@@ -12,18 +12,9 @@ from byol_tf import defaults
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 
 import cifar_budget  # noqa: E402
-from conftest import load_config_module, small_tree  # noqa: E402
+from conftest import small_tree, tiny_budget_config  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "cat", "ship")
-
-
-def _tiny_budget_config():
-    config = load_config_module("cifar10_budget").get_config("smoke")
-    config.data.shuffle_buffer = 64
-    config.training.batch_size = 8
-    config.evals.batch_size = 32
-    config.evals.linear.epochs = 3
-    return config
 
 
 def test_steps_for_budget():
@@ -34,7 +25,7 @@ def test_steps_for_budget():
 
 
 def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
-    config = _tiny_budget_config()
+    config = tiny_budget_config()
     protocol = cifar_budget.supervised_eval_config(config, batch_size=8, epochs=3, learning_rate=0.2,
                                                    weight_decay=5e-4, min_area=0.2)
     ft = protocol.evals.finetune
@@ -50,7 +41,7 @@ def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
 def test_run_scores_three_encoders_and_resumes(tmp_path):
     data_dir = small_tree(str(tmp_path / "data"), 12, 6, CLASSES)
     workdir = str(tmp_path / "run")
-    config = _tiny_budget_config()
+    config = tiny_budget_config()
     lines = []
     first = cifar_budget.run(config, data_dir, workdir, minutes=0.02, supervised_lr=0.2,
                              supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
@@ -121,7 +112,7 @@ def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cifar_budget, "pretrain_byol", lambda *args: (Stopped(), 1.0))
     lines = []
-    assert cifar_budget.run(_tiny_budget_config(), data_dir, str(workdir), 1.0, 0.2, 5e-4, 0.2,
+    assert cifar_budget.run(tiny_budget_config(), data_dir, str(workdir), 1.0, 0.2, 5e-4, 0.2,
                             print_fn=lines.append) is None
     assert "stopped at step 4 of 10" in lines[-1]
     assert not (workdir / "supervised").exists() and not (workdir / "byol.json").exists()

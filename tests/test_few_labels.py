@@ -12,17 +12,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import cifar_budget  # noqa: E402
 import few_labels  # noqa: E402
-from conftest import load_config_module, small_tree  # noqa: E402
+from conftest import small_tree, tiny_budget_config  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "cat", "ship")
 
 
 def _tiny_config():
-    config = load_config_module("cifar10_budget").get_config("smoke")
-    config.data.shuffle_buffer = 64
-    config.training.batch_size = 8
-    config.evals.batch_size = 32
-    config.evals.linear.epochs = 3
+    config = tiny_budget_config()
     config.evals.finetune.batch_size = 4
     return config
 

@@ -303,6 +303,21 @@ def run(config, data_dir, workdir, minutes, supervised_lr, supervised_wd, superv
     return results
 
 
+def define_supervised_flags():
+    """The supervised baseline's flags (also `tools/few_labels.py`'s)."""
+    flags.DEFINE_float("supervised_learning_rate", 0.2, "Supervised SGD learning rate per 256 images.")
+    flags.DEFINE_float("supervised_weight_decay", 5e-4, "Supervised decoupled weight decay (Keras SGD).")
+    flags.DEFINE_float("supervised_min_area", 0.2, "Smallest crop area of the supervised random resized crops.")
+
+
+def check_args(argv, minutes):
+    """Usage errors of both tools: stray arguments, a budget that is not positive."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if minutes <= 0:
+        raise app.UsageError(f"--minutes={minutes}: the budget must be positive.")
+
+
 def _define_flags():
     """Defines the flags; returns the `--config` flag holder."""
     config_flag = cli.define_config_flag(os.path.join(_REPO, "configs", "cifar10_budget.py"),
@@ -310,19 +325,14 @@ def _define_flags():
     flags.DEFINE_string("data_dir", None, "Folder with train/<class>/*.jpg and test/<class>/*.jpg.")
     flags.DEFINE_string("workdir", None, "Output directory (rerun the command to resume).")
     flags.DEFINE_float("minutes", 30.0, "Wall-clock budget of EACH training run (BYOL, supervised).")
-    flags.DEFINE_float("supervised_learning_rate", 0.2, "Supervised SGD learning rate per 256 images.")
-    flags.DEFINE_float("supervised_weight_decay", 5e-4, "Supervised decoupled weight decay (Keras SGD).")
-    flags.DEFINE_float("supervised_min_area", 0.2, "Smallest crop area of the supervised random resized crops.")
+    define_supervised_flags()
     flags.mark_flags_as_required(["data_dir", "workdir"])
     return config_flag
 
 
 def main(config_flag, argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    if f.minutes <= 0:
-        raise app.UsageError(f"--minutes={f.minutes}: the budget must be positive.")
+    check_args(argv, f.minutes)
     run(config_flag.value, f.data_dir, f.workdir, f.minutes, f.supervised_learning_rate,
         f.supervised_weight_decay, f.supervised_min_area)
 

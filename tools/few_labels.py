@@ -220,19 +220,14 @@ def _define_flags():
     flags.DEFINE_string("fractions", "0.01,0.1", "Comma-separated fractions of labels per class.")
     flags.DEFINE_integer("subset_seed", 0, "Seed of the per-class label samples.")
     flags.DEFINE_integer("finetune_steps", 1000, "SGD steps (rounded to whole epochs) of BYOL fine-tuning.")
-    flags.DEFINE_float("supervised_learning_rate", 0.2, "Supervised SGD learning rate per 256 images.")
-    flags.DEFINE_float("supervised_weight_decay", 5e-4, "Supervised decoupled weight decay (Keras SGD).")
-    flags.DEFINE_float("supervised_min_area", 0.2, "Smallest crop area of the supervised random resized crops.")
+    cifar_budget.define_supervised_flags()
     flags.mark_flags_as_required(["data_dir", "workdir"])
     return config_flag
 
 
 def main(config_flag, argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    if f.minutes <= 0:
-        raise app.UsageError(f"--minutes={f.minutes}: the budget must be positive.")
+    cifar_budget.check_args(argv, f.minutes)
     fractions = parse_fractions(f.fractions)
     config = config_flag.value
     config.data.eval_split = f.eval_split
