@@ -69,6 +69,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
         assert written["byol_linear"]["workdir"] == os.path.join(workdir, "byol")
     table = few_labels.format_table(first)
     assert table.count("\n") == 9 and "| 25% (12) | BYOL + linear |" in table
+    assert f"| BYOL {first['byol']['epochs']:.1f} epochs + linear 3 epochs |" in table
     assert json.loads(pathlib.Path(workdir, "results.json").read_text())["rows"] == first["rows"]
 
     # Rerunning reuses every finished phase: no calibration, no training, the same numbers.

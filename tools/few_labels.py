@@ -187,15 +187,19 @@ def byol_context_for_finetune(byol_dir, config):
 
 
 def format_table(results):
-    """Markdown: one line per fraction and method."""
-    header = ("labels", "method", "top-1", "top-5", "training")
+    """Markdown: one line per fraction and method, with what each trained and for how long."""
+    header = ("labels", "method", "top-1", "top-5", "training", "wall clock")
+    byol_epochs, byol_seconds = results["byol"]["epochs"], results["byol"]["seconds"]
     lines = []
     for row in results["rows"]:
-        training = f"{row['epochs']} epochs" if row["method"] != "BYOL + linear" and row.get("epochs") else "-"
+        linear = row["method"].endswith("+ linear")
+        training = f"{'linear ' if linear else ''}{row['epochs']} epochs"
+        wall = progress.format_duration(row["seconds"] or 0)
         if row["method"].startswith("BYOL"):
-            training = f"BYOL {results['byol']['epochs']:.1f} epochs + " + training
+            training = f"BYOL {byol_epochs:.1f} epochs + {training}"
+            wall = f"{progress.format_duration(byol_seconds)} + {wall}"
         lines.append((f"{100 * row['fraction']:g}% ({row['labelled']})", row["method"], f"{100 * row['top1']:.1f}%",
-                      f"{100 * row['top5']:.1f}%", training))
+                      f"{100 * row['top5']:.1f}%", training, wall))
     return tables.markdown(header, lines)
 
 
