@@ -38,6 +38,7 @@ def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
     assert tuple(config.evals.augment.area_range) == (0.08, 1.0)  # a copy: the config is unchanged
 
 
+@pytest.mark.slow  # a tool end to end (about a minute): python -m pytest -m slow
 def test_run_scores_three_encoders_and_resumes(tmp_path):
     data_dir = small_tree(str(tmp_path / "data"), 12, 6, CLASSES)
     workdir = str(tmp_path / "run")

@@ -29,6 +29,7 @@ def test_epochs_for_steps():
     assert few_labels.epochs_for_steps(3, 5000, 128) == 1
 
 
+@pytest.mark.slow  # a tool end to end (about a minute): python -m pytest -m slow
 def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
     data_dir = small_tree(str(tmp_path / "data"), 12, 6, CLASSES)
     os.rename(os.path.join(data_dir, "test"), os.path.join(data_dir, "val"))  # any named evaluation split

@@ -39,6 +39,7 @@ def test_table_gives_mean_and_spread_over_seeds():
     assert "| b | 0 | - | - | - | - | 0m05s |" in text
 
 
+@pytest.mark.slow  # a tool end to end (about a minute): python -m pytest -m slow
 def test_a_sweep_runs_a_variant_and_skips_it_once_finished(tmp_path, capfd):
     workdir = str(tmp_path / "sweep")
     os.makedirs(workdir)
