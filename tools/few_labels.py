@@ -127,8 +127,19 @@ def run(config, data_dir, workdir, minutes, fractions, subset_seed, finetune_ste
     plan, byol_dir, byol_report = planned
 
     strategy = tf.distribute.get_strategy()
-    byol_context = context_lib.from_run(byol_dir, config)
-    random_context = None
+    contexts = {}  # built on first use: a rerun whose results exist restores no encoder
+
+    def shared(name, make):
+        if name not in contexts:
+            contexts[name] = make()
+        return contexts[name]
+
+    def fresh_encoder_context():
+        keras.utils.set_random_seed(config.seed + 2)
+        return context_lib.Context(os.path.join(workdir, "supervised"), cifar_budget.fresh_encoder(config, None), 0,
+                                   defaults.eval_data(config, config), strategy, config.evals.batch_size,
+                                   "from scratch")
+
     rows = []
     for fraction in fractions:
         tag = f"{100 * fraction:g}pct"
@@ -138,32 +149,28 @@ def run(config, data_dir, workdir, minutes, fractions, subset_seed, finetune_ste
         sup_epochs = epochs_for_steps(plan["supervised"]["steps"], count, batch)
         print_fn(f"{100 * fraction:g}% of the labels: {count} images (subset seed {subset_seed}).")
 
-        def evaluate(protocol, context, cfg, key, progress_epochs=None):
+        def evaluate(protocol, make_context, cfg, key, progress_epochs=None):
             path = os.path.join(workdir, "eval", f"{key}_{tag}.json")
             if os.path.exists(path):  # finished before
                 return results_lib.read(path)
             print_fn(f"  {key}: {protocol} protocol ...")
             callbacks = [EpochProgress(key, progress_epochs, print_fn)] if progress_epochs else []
-            return runner.evaluate(protocol, context, cfg, output=path, print_fn=lambda line: None,
+            return runner.evaluate(protocol, make_context(), cfg, output=path, print_fn=lambda line: None,
                                    callbacks=callbacks)
 
         scores = {
-            "byol_linear": evaluate("linear", byol_context, c, "byol_linear"),
-            "byol_finetune": evaluate("finetune", byol_context_for_finetune(byol_dir, c), c, "byol_finetune",
+            "byol_linear": evaluate("linear", lambda: shared("byol", lambda: context_lib.from_run(byol_dir, config)),
+                                    c, "byol_linear"),
+            # Fine-tuning changes the encoder in place: a fresh restore each time.
+            "byol_finetune": evaluate("finetune", lambda: context_lib.from_run(byol_dir, c), c, "byol_finetune",
                                       c.evals.finetune.epochs),
         }
         sup_cfg = supervised_config(config, fraction, subset_seed, sup_epochs, supervised_lr, supervised_wd,
                                     supervised_min_area)
-        keras.utils.set_random_seed(config.seed + 2)
         with precision_lib.dtype_policy(config.training.precision):  # the precision the plan timed
-            encoder = cifar_budget.fresh_encoder(config, None)
-            sup_context = context_lib.Context(os.path.join(workdir, "supervised"), encoder, 0,
-                                              defaults.eval_data(config, config), strategy, config.evals.batch_size,
-                                              "from scratch")
-            scores["supervised"] = evaluate("finetune", sup_context, sup_cfg, "supervised", sup_epochs)
-        if random_context is None:
-            random_context = context_lib.random_init(workdir, config)
-        scores["random_linear"] = evaluate("linear", random_context, c, "random_linear")
+            scores["supervised"] = evaluate("finetune", fresh_encoder_context, sup_cfg, "supervised", sup_epochs)
+        scores["random_linear"] = evaluate(
+            "linear", lambda: shared("random", lambda: context_lib.random_init(workdir, config)), c, "random_linear")
         for key, name in METHODS:
             r = scores[key]
             rows.append({"fraction": fraction, "labelled": count, "method": name, "top1": r["top1"],
@@ -179,11 +186,6 @@ def run(config, data_dir, workdir, minutes, fractions, subset_seed, finetune_ste
         f.write(text + "\n")
     print_fn(text)
     return out
-
-
-def byol_context_for_finetune(byol_dir, config):
-    """A fresh restore of the BYOL encoder: fine-tuning changes its weights in place."""
-    return context_lib.from_run(byol_dir, config)
 
 
 def format_table(results):
