@@ -23,6 +23,9 @@ Only the config's `evals` section (and `seed`) is read: the encoder and its
 data come from the run's `config.json`, with non-empty `evals.data` values
 taking precedence (e.g. `--config.evals.data.name=cifar100` for transfer).
 The result goes to `<workdir>/eval/<protocol>.json` (or `--output`).
+`--random_init` evaluates a seeded random-init encoder of the run's
+architecture instead (the floor; `--config.seed` picks it) into
+`<workdir>/eval/<protocol>_random_init.json`.
 `byol_tf.linear_eval`, `byol_tf.finetune` and `byol_tf.knn_eval` are this
 command with the protocol fixed.
 """
@@ -45,6 +48,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Pretraining run directory (conf
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default: the newest.", lower_bound=0)
 _OUTPUT = flags.DEFINE_string("output", None, "Result JSON path; default: <workdir>/eval/<protocol>.json.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
+_RANDOM_INIT = flags.DEFINE_bool(
+    "random_init", False, "Evaluate a seeded random-init encoder of the run's architecture instead of a checkpoint "
+    "(BN statistics from training images; seed: --config.seed); default output: "
+    "<workdir>/eval/<protocol>_random_init.json.")
 
 
 def main(argv):
@@ -58,7 +65,7 @@ def main(argv):
     else:
         strategy = distribute.get_strategy(_TPU.value)
     runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value, strategy,
-                        verbose=2)
+                        verbose=2, random_init=_RANDOM_INIT.value)
 
 
 def launch(protocol=None):

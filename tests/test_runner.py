@@ -1,6 +1,7 @@
 """Tests for byol_tf.evaluation.runner: protocol dispatch, result files, errors."""
 
 import os
+import shutil
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_result_goes_to_the_protocol_file_and_is_printed(tmp_path):
     assert results.read(result["output"])["checkpoint_step"] == STEP
     assert printed[0].startswith(f"knn evaluation of {tmp_path} (step {STEP}) on sample3:train")
     assert printed[-1] == f"Wrote {result['output']}"
+
+
+def test_evaluate_run_of_a_random_init_encoder(tmp_path):
+    shared, tree = shared_run()
+    workdir = str(tmp_path / "run")
+    shutil.copytree(shared, workdir)  # results go into the run: a copy, not the shared run
+    config = tree_config(tree)
+    config.evals.knn.k = 5
+    with pytest.raises(defaults.ConfigError, match="no checkpoint step"):
+        runner.evaluate_run("knn", workdir, config, step=STEP, random_init=True)
+    printed = []
+    floor = runner.evaluate_run("knn", workdir, config, print_fn=printed.append, random_init=True)
+    assert printed[0].startswith(f"knn evaluation of {workdir} (random init) on sample3:train")
+    assert floor["output"] == os.path.join(workdir, "eval", "knn_random_init.json")
+    written = results.read(floor["output"])
+    assert written["checkpoint_step"] == 0 and written["top1"] == floor["top1"]
+    trained = runner.evaluate_run("knn", workdir, config, print_fn=printed.append)
+    assert trained["output"] == os.path.join(workdir, "eval", "knn.json")
+    assert trained["checkpoint_step"] == STEP and trained["variant"] != written["variant"]

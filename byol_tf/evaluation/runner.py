@@ -64,7 +64,8 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0, 
     return dict(result, output=path)
 
 
-def evaluate_run(protocol, workdir, config, step=None, output=None, strategy=None, print_fn=print, verbose=0):
+def evaluate_run(protocol, workdir, config, step=None, output=None, strategy=None, print_fn=print, verbose=0,
+                 random_init=False):
     """Restores a run's encoder (`context.from_run`) and `evaluate`s it.
 
     Args:
@@ -76,6 +77,17 @@ def evaluate_run(protocol, workdir, config, step=None, output=None, strategy=Non
         strategy: a `tf.distribute.Strategy`. Defaults to the current one.
         print_fn: printer. Defaults to `print`.
         verbose: `Model.fit` verbosity. Defaults to `0`.
+        random_init: evaluate instead a seeded random-init encoder of the
+            run's architecture (`context.random_init`, seed from `config.seed`),
+            the floor a pretrained encoder is judged against; `step` must then
+            be `None`. Its result defaults to
+            `<workdir>/eval/<protocol>_random_init.json`. Defaults to `False`.
     """
-    context = context_lib.from_run(workdir, config, step, strategy)
+    if not random_init:
+        context = context_lib.from_run(workdir, config, step, strategy)
+        return evaluate(protocol, context, config, output, print_fn, verbose)
+    if step is not None:
+        raise defaults.ConfigError(f"A random-init encoder has no checkpoint step (got step {step}): drop the step.")
+    context = context_lib.random_init(workdir, config, run_dir.read_config(workdir), strategy)
+    output = output or run_dir.eval_path(workdir, protocol + "_random_init")
     return evaluate(protocol, context, config, output, print_fn, verbose)
