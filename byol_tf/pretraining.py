@@ -12,7 +12,7 @@ from byol_tf.training import distribute
 from byol_tf.training import loop
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = defaults.USER_ERRORS
+USER_ERRORS = defaults.USER_ERRORS + (distribute.ClusterStartError,)
 
 
 def run(config, workdir, tpu=None, print_fn=print):
@@ -41,12 +41,13 @@ def run(config, workdir, tpu=None, print_fn=print):
         `{"linear": result dict, "linear_random_init": ...}`.
     """
     protocols = defaults.at_end_protocols(config)
-    if protocols:  # a missing evaluation split fails now, not after days of training
-        checks.check_split(config.data, config.data.train_split)  # the training data's errors first
-        eval_data = defaults.eval_data(config, config)
-        for split in (eval_data.train_split, eval_data.eval_split):
-            checks.check_split(eval_data, split)
     strategy = distribute.get_strategy(tpu)
+    with distribute.start_together(strategy):  # a check failing on one worker stops every worker
+        if protocols:  # a missing evaluation split fails now, not after days of training
+            checks.check_split(config.data, config.data.train_split)  # the training data's errors first
+            eval_data = defaults.eval_data(config, config)
+            for split in (eval_data.train_split, eval_data.eval_split):
+                checks.check_split(eval_data, split)
     result = loop.train(config, workdir, strategy=strategy)
     if not protocols or not result.finished or result.exit_code or not result.info.num_classes:
         return result  # a stopped run is not evaluated as if it were final

@@ -255,3 +255,21 @@ def test_only_the_chief_evaluates_at_the_end_of_a_cluster_run(tmp_path):
     assert [r["evaluations"] for r in _results(tmp_path, "run")] == [["knn"], []]
     assert os.listdir(tmp_path / "run" / "eval") == ["knn.json"]
     assert "knn" in done[0][1] and done[1][1] == ""  # the table on the chief only
+
+
+@pytest.mark.slow
+def test_a_chief_that_fails_before_training_stops_every_worker(tmp_path):
+    # Another host's run holds the workdir: only the chief takes the lock, so only the chief fails.
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    holder = {"host": "another-host", "pid": 1, "started": "2026-12-01T00:00:00"}
+    (workdir / ".lock").write_text(json.dumps(holder))
+    start = time.monotonic()
+    done = finish(launch(["train", workdir, workdir, STEPS], tmp_path, "run"), timeout=300)
+    print(f"both workers exited {time.monotonic() - start:.0f} s after launch")
+    (chief_code, _, chief_err), (worker_code, _, worker_err) = done
+    assert chief_code == 1 and "is in use by another run" in chief_err, chief_err
+    assert worker_code == 1, worker_err
+    assert "ClusterStartError: The chief worker of the cluster failed before training started" in worker_err
+    assert json.loads((workdir / ".lock").read_text()) == holder  # the other run's lock is untouched
+    assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()

@@ -1,5 +1,6 @@
 """Choosing the tf.distribute strategy, and which process of a cluster writes the run's files."""
 
+import contextlib
 import json
 import os
 
@@ -116,6 +117,49 @@ def barrier(strategy):
     if num_workers(strategy) > 1:
         tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1)),
                                             axis=None))()
+
+
+class ClusterStartError(RuntimeError):
+    """Another worker of the cluster failed before training started (its own log says why)."""
+
+
+@contextlib.contextmanager
+def start_together(strategy):
+    """Runs the block on every worker of a cluster; when it raises on one worker, it raises on all.
+
+    What a worker does before the first collective op (take the workdir's
+    lock, refuse a model change, read its data shard) may fail on one worker
+    alone, and the others would then wait in their first collective until
+    TF's peer health check gives up. Each worker all-reduces whether its
+    block raised: a failing worker re-raises its own error, the others raise
+    `ClusterStartError` naming whether the chief failed. For one process it
+    only runs the block.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`; every worker of a cluster must
+            enter the block.
+    """
+    if num_workers(strategy) <= 1:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        _count_failures(strategy, failed=True)
+        raise
+    failed, chief_failed = _count_failures(strategy, failed=False)
+    if failed:
+        who = "The chief worker" if chief_failed else "Another worker"
+        raise ClusterStartError(f"{who} of the cluster failed before training started (its log says why); "
+                                "this worker stops too. Fix that and relaunch every worker.")
+
+
+def _count_failures(strategy, failed):
+    """All-reduces `(replicas on failed workers, replicas on a failed chief)` over the cluster."""
+    flags = tf.constant([float(failed), float(failed and is_chief(strategy))])
+    total = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flags),
+                                                axis=None))()
+    return tuple(int(v) for v in total.numpy())
 
 
 def local_strategy():

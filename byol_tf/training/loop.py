@@ -1,5 +1,6 @@
 """The BYOL pretraining loop: a custom loop under a tf.distribute strategy."""
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -105,22 +106,31 @@ def train(config, workdir, strategy=None, print_fn=None):
     strategy = strategy or tf.distribute.get_strategy()
     defaults.validate(config, num_replicas=strategy.num_replicas_in_sync)
     if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
-        return _train(config, workdir, strategy, print_fn)
-    run_dir.check_writable(workdir)
-    with run_lock.lock(workdir):  # one run per workdir; a killed run's lock is taken over
-        run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
-        return _train(config, workdir, strategy, print_fn)
+        with distribute.start_together(strategy):  # a failure of any worker before the first step stops all
+            info = _check_data(config)
+        return _train(config, workdir, strategy, info, print_fn)
+    with contextlib.ExitStack() as stack:
+        with distribute.start_together(strategy):
+            run_dir.check_writable(workdir)
+            stack.enter_context(run_lock.lock(workdir))  # one run per workdir; a killed run's lock is taken over
+            run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
+            info = _check_data(config)
+            if config.model.linear_probe:  # the probe's checkpoint has one column per class
+                run_dir.check_num_classes(workdir, info.num_classes)
+            run_dir.write_config(config, workdir)
+            run_dir.write_num_classes(workdir, info.num_classes)
+        return _train(config, workdir, strategy, info, print_fn)
 
 
-def _train(config, workdir, strategy, print_fn):
-    chief = distribute.is_chief(strategy)
+def _check_data(config):
+    """The training split's `SourceInfo`, after checking that its images decode."""
     _, info = sources.load_source(config.data, config.data.train_split)
     checks.check_decodable(config.data, config.data.train_split, seed=config.seed)
-    if chief:
-        if config.model.linear_probe:  # the probe's checkpoint has one column per class
-            run_dir.check_num_classes(workdir, info.num_classes)
-        run_dir.write_config(config, workdir)
-        run_dir.write_num_classes(workdir, info.num_classes)
+    return info
+
+
+def _train(config, workdir, strategy, info, print_fn):
+    chief = distribute.is_chief(strategy)
     built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
     model, optimizer, run_plan = built.model, built.optimizer, built.plan
 
