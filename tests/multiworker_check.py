@@ -6,8 +6,9 @@ Usage:
         `two_replica_check.py one`), runs the same BYOL steps in float64 with
         the batch split over the workers (sync BN on); the chief saves the
         weights after the first step in two_replica_check's layout.
-    multiworker_check.py train WORKDIR OUT_PREFIX MAX_STEPS
-        Trains `conftest.tiny_config(max_steps=MAX_STEPS)` in WORKDIR with
+    multiworker_check.py train WORKDIR OUT_PREFIX MAX_STEPS [KEY=INT ...]
+        Trains `conftest.tiny_config(max_steps=MAX_STEPS)` (with the
+        `config.training` overrides KEY=INT, e.g. restore_step=2) in WORKDIR with
         `byol_tf.training.loop.train` under `distribute.get_strategy()` (the
         library's choice from TF_CONFIG) and writes OUT_PREFIX-<task>.json (step,
         exit code, chief) and OUT_PREFIX-<task>.npz (the final weights). Exits with the run's code
@@ -68,9 +69,11 @@ def step(init, output):
         np.savez(f"{output}.{_task()}.npz", losses=np.array(losses), **arrays)
 
 
-def train(workdir, prefix, max_steps, evaluate=False):
+def train(workdir, prefix, max_steps, *overrides, evaluate=False):
     strategy = distribute.get_strategy()
     config = tiny_config(max_steps=int(max_steps), log_every_steps=1, steps_per_loop=2)
+    for key, value in (o.split("=") for o in overrides):
+        config.training[key] = int(value)
     if evaluate:
         config.evals.at_end = "knn"
         config.evals.compare_random_init = False

@@ -249,6 +249,36 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes
 
 
 @pytest.mark.slow
+def test_ctrl_c_to_the_chief_stops_all_and_restore_step_resumes_every_worker_from_an_older_checkpoint(tmp_path):
+    workdir = tmp_path / "int"
+    every_2 = ["checkpoint_every_steps=2", "keep_checkpoints=10"]
+    processes = launch(["train", workdir, workdir, STEPS, *every_2], tmp_path, "int")
+    chief, other = processes
+    for line in chief.stdout:
+        if line.startswith("step 4/"):
+            break
+    else:
+        pytest.fail(f"the chief ended before step 4: {finish(processes)}")
+    os.kill(chief.pid, signal.SIGINT)  # Ctrl-C, to the chief this time
+    cut = finish(processes)
+    assert [code for code, _, _ in cut] == [130, 130], [err for _, _, err in cut]
+    step = _results(tmp_path, "int")[0]["step"]
+    assert [r["step"] for r in _results(tmp_path, "int")] == [step, step] and 4 <= step < STEPS
+    assert "Received SIGINT" in cut[0][2] and "Another worker of the cluster received SIGINT" in cut[1][2]
+    assert run_dir.checkpoint_steps(str(workdir))[:2] == [2, 4]
+
+    # Both workers go back to step 2 (training.restore_step), train to the end, and agree.
+    resumed = finish(launch(["train", workdir, workdir, STEPS, *every_2, "restore_step=2"], tmp_path, "int"))
+    assert [code for code, _, _ in resumed] == [0, 0], [err for _, _, err in resumed]
+    assert resumed[0][1].splitlines()[0].startswith("step 4/")  # from step 2: the first loop ends at 4
+    assert [r["step"] for r in _results(tmp_path, "int")] == [STEPS, STEPS]
+    for a, b in zip(_weights(tmp_path, "int", 0), _weights(tmp_path, "int", 1)):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((workdir / "restore.json").read_text())["restore_step"] == 2  # recorded once, by the chief
+    assert not (workdir / ".lock").exists()
+
+
+@pytest.mark.slow
 def test_only_the_chief_evaluates_at_the_end_of_a_cluster_run(tmp_path):
     done = finish(launch(["pretrain", tmp_path / "run", tmp_path / "run", 2], tmp_path, "run"))
     assert [code for code, _, _ in done] == [0, 0], [err for _, _, err in done]
