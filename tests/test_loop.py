@@ -21,6 +21,7 @@ import tensorflow as tf
 from byol_tf import defaults
 from byol_tf import run_dir
 from byol_tf import run_lock
+from byol_tf.data import sources
 from byol_tf.training import loop
 from byol_tf.training import stopping
 from conftest import small_tree, tiny_config
@@ -30,10 +31,14 @@ def _train(config, workdir, lines=None):
     return loop.train(config, str(workdir), print_fn=(lines.append if lines is not None else lambda s: None))
 
 
-def test_end_to_end_run(tmp_path, config):
+def test_end_to_end_run(tmp_path, config, monkeypatch):
+    listed = []
+    list_image_folder = sources.list_image_folder
+    monkeypatch.setattr(sources, "list_image_folder", lambda *a: listed.append(a) or list_image_folder(*a))
     lines = []
     result = _train(config, tmp_path, lines)
     assert result.step == 4
+    assert len(listed) == 1  # the training folder is listed once, for the checks and the pipeline
     assert math.isfinite(result.metrics["loss"]) and 0.0 <= result.metrics["loss"] <= 8.0  # two terms, each in [0, 4]
     assert 0.0 <= result.metrics["probe_accuracy"] <= 1.0
     assert result.metrics["probe_labelled"] == 16.0  # every sample image has a label

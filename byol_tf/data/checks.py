@@ -40,7 +40,7 @@ def check_split(data_config, split):
         sources.list_class_folders(sources.find_split_dir(sources.image_folder(data_config)[0], split))
 
 
-def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5):
+def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5, listing=None):
     """Decodes a sample of `split` on the host; raises if too few images decode.
 
     Magic bytes do not prove an image decodes (e.g. truncated JPEGs), and the
@@ -57,6 +57,8 @@ def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5
         seed: seed of the folder sample. Defaults to 0.
         min_fraction: least fraction of the sample that must decode.
             Defaults to 0.5.
+        listing: a folder source's `sources.folder_listing` of `split`, when
+            the caller has it; `None` lists the folder. Defaults to `None`.
 
     Returns:
         `(decoded, sampled)` counts.
@@ -65,8 +67,7 @@ def check_decodable(data_config, split, sample_size=64, seed=0, min_fraction=0.5
         sources.DataError: no sampled image decodes, or fewer than `min_fraction`.
     """
     if sources.is_image_folder(data_config):
-        root, _ = sources.image_folder(data_config)
-        paths, _, _ = sources.list_image_folder(root, split, data_config.get("check_files", True))
+        paths, _, _ = listing or sources.folder_listing(data_config, split)
         rng = np.random.default_rng(seed)
         chosen = sorted(rng.choice(len(paths), min(sample_size, len(paths)), replace=False))
         where = os.path.dirname(os.path.dirname(paths[0]))  # the split folder

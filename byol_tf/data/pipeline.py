@@ -37,7 +37,7 @@ UNDECODABLE_MARKER = "byol_tf: undecodable epoch"
 _MIN_DECODED_FRACTION = 0.5
 
 
-def pretrain_dataset(config, batch_size, input_context=None, seed=None, start_step=0):
+def pretrain_dataset(config, batch_size, input_context=None, seed=None, start_step=0, listing=None):
     """Returns an infinite dataset of two augmented views per image, from `start_step` on.
 
     The stream of this input pipeline is a pure function of `(seed, pipeline,
@@ -65,6 +65,9 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None, start_st
         seed: int seed; `None` uses `config.seed`. Defaults to `None`.
         start_step: the training step the stream starts at (a resumed run's
             step). Defaults to `0`.
+        listing: a folder source's `sources.folder_listing` of the training
+            split, when the caller has it (saves listing the folder again);
+            `None` lists it. Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of `{"view1": uint8[B,S,S,3], "view2": uint8[B,S,S,3],
@@ -77,7 +80,7 @@ def pretrain_dataset(config, batch_size, input_context=None, seed=None, start_st
     start = int(start_step) * int(batch_size)
     deterministic = bool(data.get("deterministic", False))
     if sources.is_image_folder(data):
-        num_examples, epoch_examples = _folder_epochs(data, input_context, stream_seed, deterministic)
+        num_examples, epoch_examples = _folder_epochs(data, input_context, stream_seed, deterministic, listing)
     else:
         num_examples, epoch_examples = _tfds_epochs(data, input_context, stream_seed)
 
@@ -133,9 +136,9 @@ def _check_epoch(decoded, example):
     return state, example
 
 
-def _folder_epochs(data, input_context, stream_seed, deterministic):
+def _folder_epochs(data, input_context, stream_seed, deterministic, listing):
     """`(n, epoch_examples)` of a folder source: random access by a seeded permutation per epoch."""
-    paths, labels, _ = sources.folder_shard(data, data.train_split, input_context)
+    paths, labels, _ = sources.folder_shard(data, data.train_split, input_context, listing)
     n = len(paths)
     labels = tf.constant(labels, tf.int32)
     if data.get("cache", False):  # small data sets: every encoded file in memory once

@@ -230,18 +230,39 @@ def _looks_like_image(path):
     return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def folder_shard(data_config, split, input_context=None):
+def folder_listing(data_config, split):
+    """`(paths, labels, SourceInfo)` of a whole split of a folder or sample source.
+
+    Listing a large folder is slow (`check_files` reads the first bytes of
+    every file): a caller that needs the files several times lists once and
+    passes the result on (`folder_shard`, `pipeline.pretrain_dataset`,
+    `checks.check_decodable` take it as `listing`).
+
+    Raises:
+        DataError: the folder cannot be listed (see `list_image_folder`).
+    """
+    root, name = image_folder(data_config)
+    paths, labels, classes = list_image_folder(root, split, data_config.get("check_files", True))
+    return paths, labels, SourceInfo(len(paths), len(classes), tuple(classes), name)
+
+
+def folder_shard(data_config, split, input_context=None, listing=None):
     """`(paths, labels, SourceInfo)`: this input pipeline's files of a folder or sample source.
 
     Shards are strided over the sorted file list, so every shard sees every
     class; `SourceInfo` describes the whole split.
 
+    Args:
+        data_config: the `config.data` ConfigDict.
+        split: split name.
+        input_context: optional `tf.distribute.InputContext`. Defaults to `None`.
+        listing: the split's `folder_listing`, when the caller has it;
+            `None` lists the folder. Defaults to `None`.
+
     Raises:
         DataError: the folder cannot be listed, or a shard would be empty.
     """
-    root, name = image_folder(data_config)
-    paths, labels, classes = list_image_folder(root, split, data_config.get("check_files", True))
-    info = SourceInfo(len(paths), len(classes), tuple(classes), name)
+    paths, labels, info = listing or folder_listing(data_config, split)
     if input_context is not None and input_context.num_input_pipelines > 1:
         n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
         paths, labels = paths[i::n], labels[i::n]

@@ -107,29 +107,38 @@ def train(config, workdir, strategy=None, print_fn=None):
     defaults.validate(config, num_replicas=strategy.num_replicas_in_sync)
     if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
         with distribute.start_together(strategy):  # a failure of any worker before the first step stops all
-            info = _check_data(config)
-        return _train(config, workdir, strategy, info, print_fn)
+            info, listing = _check_data(config)
+        return _train(config, workdir, strategy, info, listing, print_fn)
     with contextlib.ExitStack() as stack:
         with distribute.start_together(strategy):
             run_dir.check_writable(workdir)
             stack.enter_context(run_lock.lock(workdir))  # one run per workdir; a killed run's lock is taken over
             run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
-            info = _check_data(config)
+            info, listing = _check_data(config)
             if config.model.linear_probe:  # the probe's checkpoint has one column per class
                 run_dir.check_num_classes(workdir, info.num_classes)
             run_dir.write_config(config, workdir)
             run_dir.write_num_classes(workdir, info.num_classes)
-        return _train(config, workdir, strategy, info, print_fn)
+        return _train(config, workdir, strategy, info, listing, print_fn)
 
 
 def _check_data(config):
-    """The training split's `SourceInfo`, after checking that its images decode."""
-    _, info = sources.load_source(config.data, config.data.train_split)
-    checks.check_decodable(config.data, config.data.train_split, seed=config.seed)
-    return info
+    """`(SourceInfo, listing)` of the training split, after checking that its images decode.
+
+    A folder source is listed once (`listing`, `None` for TFDS), for the
+    checks and the input pipelines alike.
+    """
+    data, split = config.data, config.data.train_split
+    if sources.is_image_folder(data):
+        listing = sources.folder_listing(data, split)
+        info = listing[2]
+    else:
+        listing, (_, info) = None, sources.load_source(data, split)
+    checks.check_decodable(data, split, seed=config.seed, listing=listing)
+    return info, listing
 
 
-def _train(config, workdir, strategy, info, print_fn):
+def _train(config, workdir, strategy, info, listing, print_fn):
     chief = distribute.is_chief(strategy)
     built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
     model, optimizer, run_plan = built.model, built.optimizer, built.plan
@@ -151,7 +160,8 @@ def _train(config, workdir, strategy, info, print_fn):
     # fetches each batch as an optional of unknown size (the end of a finite stream may differ by worker).
     infinite = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
     dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, start_step=start).apply(infinite)
+        lambda ctx: pipeline.pretrain_dataset(config, per_replica_batch, ctx, start_step=start,
+                                              listing=listing).apply(infinite)
     )
     log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn, chief=chief)
 
