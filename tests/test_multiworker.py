@@ -185,6 +185,14 @@ def _weights(tmp_path, name, worker):
     return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+def _wait_for_step_line(processes, step):
+    """Reads the chief's progress lines up to `step N/`'s (fails if the cluster ends first)."""
+    for line in processes[0].stdout:
+        if line.startswith(f"step {step}/"):
+            return
+    pytest.fail(f"the chief ended before step {step}: {finish(processes)}")
+
+
 def _event_file_pids(workdir):
     # events.out.tfevents.<time>.<host>.<pid>.<n>.v2
     return sorted(int(name.split(".")[-3]) for name in os.listdir(workdir / "train"))
@@ -203,11 +211,7 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes
     # SIGTERM to the non-chief worker once the chief has printed step 2 (a worker that prints nothing).
     processes = _train(tmp_path, "cut")
     chief, other = processes
-    for line in chief.stdout:
-        if line.startswith("step 2/"):
-            break
-    else:
-        pytest.fail(f"the chief ended before step 2: {finish(processes)}")
+    _wait_for_step_line(processes, 2)
     lock = json.loads((tmp_path / "cut" / ".lock").read_text())
     assert lock["pid"] == chief.pid  # the chief alone holds the workdir
     os.kill(other.pid, signal.SIGTERM)
@@ -253,13 +257,8 @@ def test_ctrl_c_to_the_chief_stops_all_and_restore_step_resumes_every_worker_fro
     workdir = tmp_path / "int"
     every_2 = ["checkpoint_every_steps=2", "keep_checkpoints=10"]
     processes = launch(["train", workdir, workdir, STEPS, *every_2], tmp_path, "int")
-    chief, other = processes
-    for line in chief.stdout:
-        if line.startswith("step 4/"):
-            break
-    else:
-        pytest.fail(f"the chief ended before step 4: {finish(processes)}")
-    os.kill(chief.pid, signal.SIGINT)  # Ctrl-C, to the chief this time
+    _wait_for_step_line(processes, 4)
+    os.kill(processes[0].pid, signal.SIGINT)  # Ctrl-C, to the chief this time
     cut = finish(processes)
     assert [code for code, _, _ in cut] == [130, 130], [err for _, _, err in cut]
     step = _results(tmp_path, "int")[0]["step"]
