@@ -43,9 +43,7 @@ def split_labels(data, split):
     the split's records (the images are not decoded).
     """
     if sources.is_image_folder(data):
-        root, _ = sources.image_folder(data)
-        _, labels, _ = sources.list_image_folder(root, split, data.get("check_files", True))
-        return np.asarray(labels, np.int64)
+        return np.asarray(sources.folder_listing(data, split)[1], np.int64)
     ds, _ = sources.load_source(data, split)
     batches = _deterministic(ds.map(lambda ex: ex["label"]).batch(4096))
     return np.concatenate([b.numpy() for b in batches] or [np.zeros([0], np.int32)]).astype(np.int64)
@@ -78,9 +76,7 @@ def labelled_examples(data, split, indices=None, shuffle_seed=None):
         return _deterministic(ds), info, info.num_examples
     indices = np.asarray(indices, np.int64)
     if sources.is_image_folder(data):
-        root, name = sources.image_folder(data)
-        paths, labels, classes = sources.list_image_folder(root, split, data.get("check_files", True))
-        info = sources.SourceInfo(len(paths), len(classes), tuple(classes), name)
+        paths, labels, info = sources.folder_listing(data, split)
         ds = tf.data.Dataset.from_tensor_slices((
             tf.constant(np.asarray(paths)[indices], tf.string),
             tf.constant(np.asarray(labels, np.int32)[indices], tf.int32)))
