@@ -129,8 +129,9 @@ def start_together(strategy):
 
     What a worker does before the first collective op (take the workdir's
     lock, refuse a model change, read its data shard) may fail on one worker
-    alone, and the others would then wait in their first collective until
-    TF's peer health check gives up. Each worker all-reduces whether its
+    alone; the others would then fail in their first collective with an
+    error that names no cause (once the failed process is gone), or wait
+    there while it lives. Each worker all-reduces whether its
     block raised: a failing worker re-raises its own error, the others raise
     `ClusterStartError` naming whether the chief failed. For one process it
     only runs the block.
