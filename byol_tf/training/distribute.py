@@ -115,8 +115,13 @@ def is_chief(strategy):
 def barrier(strategy):
     """Returns once every worker of a multi-worker cluster has called it (an all-reduce); no-op otherwise."""
     if num_workers(strategy) > 1:
-        tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1)),
-                                            axis=None))()
+        _sum_over_replicas(strategy, tf.constant(1))
+
+
+def _sum_over_replicas(strategy, value):
+    """The SUM of `value` (the same tensor on each of this worker's replicas) over every replica of the cluster."""
+    return tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: value),
+                                               axis=None))()
 
 
 class ClusterStartError(RuntimeError):
@@ -158,9 +163,7 @@ def start_together(strategy):
 def _count_failures(strategy, failed):
     """All-reduces `(replicas on failed workers, replicas on a failed chief)` over the cluster."""
     flags = tf.constant([float(failed), float(failed and is_chief(strategy))])
-    total = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flags),
-                                                axis=None))()
-    return tuple(int(v) for v in total.numpy())
+    return tuple(int(v) for v in _sum_over_replicas(strategy, flags).numpy())
 
 
 def local_strategy():
