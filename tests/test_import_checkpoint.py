@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 import byol_tf  # noqa: E402
 import haiku_reference as hr  # noqa: E402
+from helpers import old_checkpoints, pickle_forms  # noqa: E402
 from byol_tf import deepmind_checkpoint  # noqa: E402
 from byol_tf import run_dir  # noqa: E402
 from byol_tf.serving import encoder as encoder_lib  # noqa: E402
@@ -246,6 +247,25 @@ def test_load_reads_every_array(reference, tmp_path, variant):
         _assert_same_trees(actual, expected)
     assert checkpoint.step == STEP and type(checkpoint.step) is int
     np.testing.assert_array_equal(checkpoint.rng, rng)
+
+
+@pytest.mark.parametrize("form", pickle_forms.FORMS)
+def test_old_dill_forms_import_the_reference_networks(reference, tmp_path, form):
+    """The reference ResNet written as dill 0.3.1-0.3.4 / 0.3.5 / 0.3.6+ did (protocol 2)."""
+    networks = jax.tree.map(np.asarray, reference.networks)
+    path = tmp_path / f"{form}.pkl"
+    path.write_bytes(pickle_forms.dumps(old_checkpoints.checkpoint_data(networks, step=STEP), form))
+    checkpoint = deepmind_checkpoint.load(str(path))
+    for actual, expected in zip(
+            (checkpoint.online_params, checkpoint.online_state, checkpoint.target_params, checkpoint.target_state),
+            networks):
+        _assert_same_trees(actual, expected)
+    if form == "dill-0.3.1":  # the form of the released files: import and compute
+        workdir = str(tmp_path / "run")
+        assert deepmind_checkpoint.import_run(str(path), workdir)["step"] == STEP
+        model, _, _ = run_dir.restore_model(workdir)
+        assert rel_diff(model.online_encoder(reference.images, training=False),
+                        reference.online["embedding"]) <= RTOL
 
 
 def test_infer_config(reference):

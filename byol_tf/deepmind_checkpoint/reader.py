@@ -3,6 +3,14 @@
 `load` rebuilds only NumPy arrays and plain containers (a restricted
 unpickler); every other global is refused before it is called. No dill, jax
 or haiku is needed.
+
+The forms read are those DeepMind's code wrote with the libraries of
+2020-2023: dill 0.3.1-0.3.4 (arrays through `_get_attr(_import_module(
+<NumPy's C module>), "_reconstruct")`, bytes through `_codecs.encode`), 0.3.5
+(NumPy's own reduce) and 0.3.6+ (`_create_array`); NumPy 1.x and 2.x module
+paths (`numpy.core` / `numpy._core`); protocols 2-5; Haiku's `frozendict`,
+`FlatMapping` / `FlatMap` or plain dicts; jax arrays, PRNG keys and the
+`DeviceArray` of 2020 (which pickles as a NumPy array).
 """
 
 import collections
@@ -166,7 +174,7 @@ def _reconstruct_array(fun, args, arr_state, aval_state):
 
 
 def _create_array(fun, args, state, npdict=None):
-    """`dill._dill._create_array`: how dill pickles every NumPy array."""
+    """`dill._dill._create_array`: how dill 0.3.6+ pickles every NumPy array."""
     partial = fun(*args)
     if not isinstance(partial, _SafeArray) or npdict:
         raise _Refused("dill _create_array of something other than a plain numpy array")
@@ -177,6 +185,41 @@ def _create_array(fun, args, state, npdict=None):
 def _to_dict(mapping=(), **kwargs):
     """Haiku's `frozendict` / `FlatMapping` / `FlatMap` reduce to `cls(dict)`."""
     return dict(mapping, **kwargs)
+
+
+class _ModuleToken:
+    """What dill 0.3.1-0.3.4's `_import_module(name)` gives: a name, never an import."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+# The modules dill 0.3.1-0.3.4 name through `_import_module` in an array's pickle,
+# as the canonical name of the `_get_attr` table below.
+_DILL_MODULES = {
+    "numpy.core._multiarray_umath": "numpy multiarray",  # NumPy 1.16-1.26
+    "numpy._core._multiarray_umath": "numpy multiarray",  # NumPy 2
+    "numpy.core.multiarray": "numpy multiarray",  # NumPy < 1.16
+    "numpy._core.multiarray": "numpy multiarray",
+    "_codecs": "_codecs",
+}
+
+
+def _dill_import_module(import_name, safe=False):
+    """`dill._dill._import_module`, restricted to the modules of an array's pickle."""
+    del safe
+    if import_name not in _DILL_MODULES:
+        raise _Refused(f"refused to import the module {import_name!r} (dill _import_module)")
+    return _ModuleToken(_DILL_MODULES[import_name])
+
+
+def _dill_get_attr(module, name):
+    """`dill._dill._get_attr`: only NumPy's array/scalar rebuilders and `_codecs.encode`."""
+    what = _DILL_GET_ATTR.get((module.name, name)) if isinstance(module, _ModuleToken) else None
+    if what is None:
+        owner = module.name if isinstance(module, _ModuleToken) else type(module).__name__
+        raise _Refused(f"refused the attribute {name!r} of {owner} (dill _get_attr)")
+    return what
 
 
 def _key_array_reconstructor(cls, base, state):
@@ -207,7 +250,17 @@ _GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("dill._dill", "_create_namedtuple"): _safe_namedtuple,
     ("dill._dill", "_create_array"): _create_array,
+    ("dill._dill", "_import_module"): _dill_import_module,
+    ("dill._dill", "_get_attr"): _dill_get_attr,
     ("jax._src.array", "_reconstruct_array"): _reconstruct_array,
+}
+# dill 0.3.1-0.3.4 pickle a NumPy array as `_get_attr(_import_module(<NumPy's C
+# module>), "_reconstruct")(...)` and protocol-2 bytes as `_get_attr(
+# _import_module("_codecs"), "encode")(...)`: each pair names one constructor.
+_DILL_GET_ATTR = {
+    ("numpy multiarray", "_reconstruct"): _reconstruct,
+    ("numpy multiarray", "scalar"): _scalar,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 _HAIKU_MAPPINGS = ("frozendict", "FrozenDict", "FlatMapping", "FlatMap")
 _KEY_ARRAY_CLASSES = ("PRNGKeyArray", "PRNGKeyArrayImpl")
