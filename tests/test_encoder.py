@@ -9,12 +9,12 @@ import tensorflow as tf
 
 import byol_tf
 from byol_tf import run_dir
-from byol_tf.augment import host
 from byol_tf.serving import encoder as encoder_lib
 from byol_tf.serving import export as export_lib
 from byol_tf.training import builders
 from byol_tf.training import checkpointing
 from conftest import tiny_config
+from helpers import reference_preprocessing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "byol_tf" / "data" / "sample"
@@ -123,15 +123,22 @@ def test_frozen_encoder_for_linear_evaluation(exported):
     assert len(model.trainable_weights) == 2  # the classifier's kernel and bias
 
 
-def test_preprocess_matches_host_center_crop():
+def test_preprocess_is_the_reference_evaluation_preprocessing():
     jpegs, _ = sample_batch(2)
     pixels = tf.concat([tf.io.decode_jpeg(j) for j in jpegs], axis=1)  # 32 x 64
     png = tf.io.encode_png(pixels).numpy()
-    want = host.center_crop(png, 24, 0.875).numpy().astype("float32") / 255.0
+    want = reference_preprocessing.eval_preprocess(png, 24, 0.875).numpy()
     for images in ([png, jpegs[0]], tf.stack([pixels, pixels])):
         out = encoder_lib.preprocess(images, 24, 0.875).numpy()
         assert out.shape == (2, 24, 24, 3) and out.dtype == np.float32
         np.testing.assert_array_equal(out[0], want)
+    # JPEGs of ImageNet-like shapes at 224 px, the recipe's crop: identical values, not rounded.
+    jpegs = reference_preprocessing.photo_jpegs(sample_batch(4)[0])
+    out = encoder_lib.preprocess(jpegs, 224).numpy()
+    for image, jpeg in zip(out, jpegs):
+        want = reference_preprocessing.eval_preprocess(jpeg, 224).numpy()
+        np.testing.assert_array_equal(image, want)
+        assert np.any(want * 255 != np.round(want * 255))  # rounding would have changed these
     with pytest.raises(ValueError, match="encoded bytes"):
         encoder_lib.preprocess(np.zeros((1, 8, 8, 3), np.float32), 8)
 

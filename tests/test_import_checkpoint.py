@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 import byol_tf  # noqa: E402
 import haiku_reference as hr  # noqa: E402
-from helpers import old_checkpoints, pickle_forms  # noqa: E402
+from helpers import old_checkpoints, pickle_forms, reference_preprocessing  # noqa: E402
 from byol_tf import deepmind_checkpoint  # noqa: E402
 from byol_tf import run_dir  # noqa: E402
 from byol_tf.serving import encoder as encoder_lib  # noqa: E402
@@ -139,8 +139,11 @@ def reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("deepmind") / "pretrain_res18x0.125.pkl"
     networks = (online_params, online_state, target_params, target_state)
     write_reference_checkpoint(path, networks)
+    def online_features(batch):
+        return np.asarray(apply(online_params, online_state, {"images": batch}, False)[0]["embedding"])
+
     return types.SimpleNamespace(
-        images=images, path=str(path), networks=networks,
+        images=images, path=str(path), networks=networks, online_features=online_features,
         online={k: np.asarray(v) for k, v in online.items()},
         target={k: np.asarray(v) for k, v in target.items()})
 
@@ -208,6 +211,14 @@ def test_export_serves_reference_features(reference, imported, tmp_path):
     assert rel_diff(features, reference.online["embedding"]) <= RTOL
     encoder = encoder_lib.load_encoder(imported.workdir, trainable=False)
     assert rel_diff(encoder(reference.images, training=False), reference.online["embedding"]) <= RTOL
+    # From JPEG bytes: serving_default against the reference network on the reference's
+    # evaluation preprocessing of the same files (the sample's JPEGs upscaled to 375x500 ...).
+    jpegs = reference_preprocessing.photo_jpegs(
+        [sorted(d.glob("*.jpg"))[1].read_bytes() for d in sorted(SAMPLE.iterdir())[:4]])
+    want = reference.online_features(np.stack([reference_preprocessing.eval_preprocess(j).numpy() for j in jpegs]))
+    got = loaded.signatures[export_lib.SERVING_SIGNATURE](image_bytes=tf.constant(jpegs))[export_lib.OUTPUT]
+    print(f"\nserving_default from JPEG bytes vs the reference: rel {rel_diff(got, want):.2e}")
+    assert rel_diff(got, want) <= RTOL
 
 
 def _assert_same_trees(actual, expected):

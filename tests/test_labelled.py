@@ -47,7 +47,7 @@ def test_train_views_use_the_configured_crop_sampler():
                 tf.constant([1, 7], tf.int64), tf.constant(i, tf.int64)), 2))
         for sampler in host.CROP_SAMPLERS:
             expected = host.random_flip(host.random_resized_crop(
-                example["image"], crop_seed, 32, sampler=sampler), flip_seed)
+                example["image"], crop_seed, 32, sampler=sampler, dtype=tf.float32), flip_seed)
             np.testing.assert_array_equal(views[sampler][i], expected)
     assert not np.array_equal(views["retry"], views["reference"])
 
@@ -95,7 +95,9 @@ def test_train_views_are_seeded_augmented_crops():
         return next(iter(labelled.train_views(ds, 24, augment, 16, seed, shuffle_buffer=64)))
 
     (a, labels), (b, _), (c, _) = first(3), first(3), first(4)
-    assert a.shape == (16, 24, 24, 3) and a.dtype == tf.uint8 and labels.dtype == tf.int32
+    assert a.shape == (16, 24, 24, 3) and a.dtype == tf.float32 and labels.dtype == tf.int32
+    assert 0.0 <= float(tf.reduce_min(a)) and float(tf.reduce_max(a)) <= 255.0
+    assert np.any(a.numpy() != np.round(a.numpy()))  # bicubic values, never rounded
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # Random crops, not the centre crop of the same image.

@@ -39,22 +39,28 @@ def _decode_non_jpeg(image_bytes):
     return image
 
 
-def _resize(image, size):
+def _resize(image, size, dtype=tf.uint8):
+    """Bicubic resize; uint8 output is rounded, float32 output is not (0-255 scale)."""
     image = tf.image.resize(
         tf.cast(image, tf.float32), [size, size], method="bicubic", antialias=False)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    if dtype == tf.float32:
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    elif dtype == tf.uint8:
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    else:
+        raise ValueError(f"`dtype` must be uint8 or float32. Received: dtype={dtype!r}")
     image.set_shape([size, size, 3])
     return image
 
 
-def _crop_views(image, window_fns, size):
+def _crop_views(image, window_fns, size, dtype=tf.uint8):
     """Crops `image` with each `window_fn(height_width) -> [y, x, h, w]`, resized.
 
     With `size=None` the crops are returned as they are (not resized).
     """
 
     def finish(crop):
-        return crop if size is None else _resize(crop, size)
+        return crop if size is None else _resize(crop, size, dtype)
 
     def from_pixels(pixels):
         shape = tf.shape(pixels)[:2]
@@ -184,7 +190,7 @@ def sample_crop_window(image_shape, seed, area_range=(0.08, 1.0),
 
 def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
                         aspect_ratio_range=(3 / 4, 4 / 3), sampler="reference",
-                        max_attempts=10):
+                        max_attempts=10, dtype=tf.uint8):
     """Random crop (see `sample_crop_window`) resized bicubically to `size`.
 
     Args:
@@ -198,9 +204,12 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
             to `"reference"`.
         max_attempts: candidate windows of the `"retry"` sampler before using
             the whole image. Defaults to 10.
+        dtype: `tf.uint8` (rounded, the pretraining hand-off) or `tf.float32`
+            (the bicubic values clipped to `[0, 255]`, not rounded: the
+            reference's linear-evaluation views). Defaults to `tf.uint8`.
 
     Returns:
-        uint8 `[size, size, 3]`.
+        `dtype` `[size, size, 3]`.
 
     References:
         - [Szegedy et al., 2015](https://arxiv.org/abs/1409.4842)
@@ -212,7 +221,7 @@ def random_resized_crop(image, seed, size, area_range=(0.08, 1.0),
         return sample_crop_window(shape, seed, area_range, aspect_ratio_range,
                                   sampler, max_attempts)
 
-    return _crop_views(_as_image(image), [window_fn], size)[0]
+    return _crop_views(_as_image(image), [window_fn], size, dtype)[0]
 
 
 def random_flip(image, seed, prob=0.5):
@@ -230,7 +239,7 @@ def random_flip(image, seed, prob=0.5):
     return tf.where(flip, tf.reverse(image, axis=[-2]), image)
 
 
-def center_crop(image, size, crop_fraction=224 / 256):
+def center_crop(image, size, crop_fraction=224 / 256, dtype=tf.uint8):
     """Evaluation preprocessing: centred square crop resized bicubically to `size`.
 
     The square side is `floor(crop_fraction * min(H, W))` (truncated as in the
@@ -243,9 +252,12 @@ def center_crop(image, size, crop_fraction=224 / 256):
         size: output side in pixels.
         crop_fraction: crop side over the shorter image side.
             Defaults to `224 / 256`.
+        dtype: `tf.uint8` (rounded) or `tf.float32`: the bicubic values
+            clipped to `[0, 255]` and not rounded, so that `/ 255` gives the
+            reference's evaluation input exactly. Defaults to `tf.uint8`.
 
     Returns:
-        uint8 `[size, size, 3]`.
+        `dtype` `[size, size, 3]`.
     """
     if not 0.0 < crop_fraction <= 1.0:
         raise ValueError(
@@ -257,7 +269,7 @@ def center_crop(image, size, crop_fraction=224 / 256):
         offsets = (shape - side + 1) // 2
         return tf.stack([offsets[0], offsets[1], side, side])
 
-    return _crop_views(_as_image(image), [window_fn], size)[0]
+    return _crop_views(_as_image(image), [window_fn], size, dtype)[0]
 
 
 def two_views(image, seed, size, area_range=(0.08, 1.0),

@@ -3,15 +3,17 @@
 A split (optionally restricted to a subset of its examples) is read as
 encoded images and labels (`labelled_examples`), then either turned into
 augmented training batches (`train_views`: random resized crop + flip, as on
-the pretraining host side) or centre crops (`center_crops`). Images stay
-uint8 `[B, S, S, 3]`; the classifier converts them to `[0, 1]` floats.
+the pretraining host side) or centre crops (`center_crops`). Images are
+float32 `[B, S, S, 3]` pixel values in `[0, 255]`, bicubic and never rounded
+(the reference's evaluation input times 255); the classifier and the feature
+extractor divide by 255. Only pretraining hands uint8 views to the device.
 
 Example:
 
 ```python
 ds, info, count = labelled_examples(config.data, "test")
 for batch in center_crops(ds, image_size=32, crop_fraction=1.0, batch_size=256):
-    ...  # {"image": uint8[B, 32, 32, 3], "label": int32[B]}
+    ...  # {"image": float32[B, 32, 32, 3] in [0, 255], "label": int32[B]}
 ```
 """
 
@@ -115,7 +117,7 @@ def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000
         cache: keep the encoded examples in memory. Defaults to `False`.
 
     Returns:
-        A dataset of `(uint8 [B, S, S, 3], int32 [B])` tuples.
+        A dataset of `(float32 [B, S, S, 3] in [0, 255], int32 [B])` tuples.
     """
     if cache:
         ds = ds.cache()
@@ -128,7 +130,7 @@ def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base, index), 2))
         image = host.random_resized_crop(example["image"], crop_seed, image_size, area, ratio,
-                                         sampler=sampler)
+                                         sampler=sampler, dtype=tf.float32)
         return host.random_flip(image, flip_seed, flip), example["label"]
 
     ds = ds.repeat().enumerate().map(view, num_parallel_calls=tf.data.AUTOTUNE)
@@ -137,13 +139,14 @@ def train_views(ds, image_size, augment, batch_size, seed, shuffle_buffer=10_000
 
 
 def center_crops(ds, image_size, crop_fraction, batch_size):
-    """One pass of centre crops: `{"image": uint8 [B, S, S, 3], "label": int32 [B]}`.
+    """One pass of centre crops: `{"image": float32 [B, S, S, 3] in [0, 255], "label": int32 [B]}`.
 
     The last batch may be smaller; undecodable images are dropped with a warning.
     """
 
     def crop(example):
-        image = host.center_crop(example["image"], image_size, crop_fraction=crop_fraction)
+        image = host.center_crop(example["image"], image_size, crop_fraction=crop_fraction,
+                                 dtype=tf.float32)
         return {"image": image, "label": example["label"]}
 
     ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)

@@ -37,7 +37,10 @@ def sgd(base_learning_rate, batch_size, total_steps, momentum=0.9, nesterov=True
 
 
 def build_classifier(encoder, num_classes, train_encoder=False, bn_training=True):
-    """`uint8 images -> [0, 1] floats -> encoder -> Dense(num_classes)` logits.
+    """`images in [0, 255] -> [0, 1] floats -> encoder -> Dense(num_classes)` logits.
+
+    The input is float32 pixel values (`byol_tf.data.labelled`'s unrounded
+    crops); uint8 images are converted on the way in.
 
     Args:
         encoder: a Keras model mapping float images in `[0, 1]` `[B, S, S, 3]`
@@ -56,7 +59,7 @@ def build_classifier(encoder, num_classes, train_encoder=False, bn_training=True
         for layer in _batch_norm_layers(encoder):
             layer.trainable = False
     size = encoder.input_shape[1:]
-    images = keras.Input(size, dtype="uint8", name="image")
+    images = keras.Input(size, dtype="float32", name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="to_unit_range")(images)
     x = encoder(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)

@@ -128,7 +128,7 @@ def calibrate_batch_norm(encoder, images):
 
     Args:
         encoder: a Keras model (float images in `[0, 1]`).
-        images: uint8 `[N, S, S, 3]` training images (e.g. 512 centre crops).
+        images: `[N, S, S, 3]` training images in `[0, 255]` (e.g. 512 centre crops).
     """
     norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]

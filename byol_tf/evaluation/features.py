@@ -9,7 +9,8 @@ def extract_features(encoder, dataset, max_examples=0, strategy=None):
 
     Args:
         encoder: a Keras model mapping float images in `[0, 1]` to features.
-        dataset: yields `{"image": uint8[B,S,S,3], "label": int32[B]}`
+        dataset: yields `{"image": [B,S,S,3] pixel values in [0, 255] (float32
+            or uint8), "label": int32[B]}`
             (global batches).
         max_examples: stop after this many examples (`0`: the whole set).
             Defaults to `0`.
@@ -37,7 +38,8 @@ def extract_features(encoder, dataset, max_examples=0, strategy=None):
 
     else:
         # One trace for every batch size (the last batch is smaller).
-        @tf.function(input_signature=[{"image": tf.TensorSpec([None, None, None, 3], tf.uint8),
+        image_dtype = dataset.element_spec["image"].dtype
+        @tf.function(input_signature=[{"image": tf.TensorSpec([None, None, None, 3], image_dtype),
                                        "label": tf.TensorSpec([None], tf.int32)}])
         def embed(batch):
             return replica_fn(batch["image"], batch["label"])

@@ -100,11 +100,12 @@ def preprocess(images, image_size, crop_fraction=224 / 256):
     """Evaluation preprocessing of a batch: centre crop, bicubic resize, `[0, 1]`.
 
     Each image is cropped to a centred square of `crop_fraction` of its
-    shorter side and resized bicubically to `image_size` (as
-    `byol_tf.augment.host.center_crop`, rounded to uint8), then scaled to
-    `[0, 1]`. The exported `serving_default` signature runs exactly these ops.
-    Take `image_size` and `crop_fraction` from the export's
-    `byol_export.json` (or the run's `config.data`).
+    shorter side, resized bicubically to `image_size` and scaled to `[0, 1]`
+    (`byol_tf.augment.host.center_crop` in float32, never rounded to whole
+    pixel values): the reference's evaluation preprocessing,
+    `clip(resize_bicubic(crop) / 255, 0, 1)`. The exported `serving_default`
+    signature runs exactly these ops. Take `image_size` and `crop_fraction`
+    from the export's `byol_export.json` (or the run's `config.data`).
 
     Args:
         images: a batch of encoded JPEG/PNG/GIF/BMP images (1-D `tf.string`
@@ -123,8 +124,8 @@ def preprocess(images, image_size, crop_fraction=224 / 256):
             f"Received: dtype={images.dtype.name}, shape={images.shape}"
         )
     crops = tf.map_fn(
-        lambda image: host.center_crop(image, image_size, crop_fraction),
+        lambda image: host.center_crop(image, image_size, crop_fraction, dtype=tf.float32),
         images,
-        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
     )
-    return tf.cast(crops, tf.float32) / 255.0
+    return crops / 255.0
