@@ -172,7 +172,7 @@ def test_center_crops_of_the_split_drop_only_the_undecodable(zoo):
     batches = list(labelled.center_crops(ds, 32, 1.0, 64))
     labels = np.concatenate([b["label"].numpy() for b in batches])
     assert len(labels) == len(listed) - 1  # the truncated JPEG
-    assert all(b["image"].dtype == tf.uint8 and b["image"].shape[1:] == (32, 32, 3) for b in batches)
+    assert all(b["image"].dtype == tf.float32 and b["image"].shape[1:] == (32, 32, 3) for b in batches)
     assert np.bincount(labels).tolist() == [GOOD, GOOD, len(listed) - 2 * GOOD - 1]
     assert sum(y == 2 for y in listed.values()) == len(listed) - 2 * GOOD
 
