@@ -1,7 +1,10 @@
 """Shared command-line plumbing of the entry points (the only flag readers).
 
-Unknown config keys, bad values and bad data end the program with one line
-on stderr (`error: ...`) and exit code 2 or 1, never a stack trace.
+`--config=NAME[:ARG]` names a packaged config (`byol_tf.configs`) or a config
+file; `--config.KEY=VALUE` overrides any value. Unknown config keys, bad
+values and bad data end the program with one line on stderr (`error: ...`)
+and exit code 2 or 1, never a stack trace. Importing this module loads no
+TensorFlow and ends nothing: a missing TensorFlow is reported by `run`.
 """
 
 import importlib.util
@@ -13,13 +16,12 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from byol_tf.config import loading
+from byol_tf.config import schema
+
 _KEY_ERRORS = (KeyError, AttributeError)
 
-if importlib.util.find_spec("tensorflow") is None:  # before the entry point imports the library
-    sys.exit("error: no TensorFlow is installed: install byol_tf with one of its extras, "
-             "pip install -e '.[cpu]' (or [gpu], [tpu]).")
-
-SCHEMA_FILE = "byol_tf/defaults.py"  # where every config key is listed
+SCHEMA_FILE = "byol_tf/config/schema.py"  # where every config key is listed
 
 
 def _unknown_key_message(error):
@@ -39,17 +41,81 @@ def _die(message, code):
     sys.exit(code)
 
 
-def define_config_flag(default, help_text):
-    """`DEFINE_config_file("config", ...)` with a locked config.
+def config_help(what):
+    """`--config`'s help: `what` it is, the packaged names, how to override by example."""
+    return (f"{what}: a packaged config NAME[:ARG] ({', '.join(loading.packaged_names())}; each one's "
+            "docstring in byol_tf/configs/ says what ARG takes, e.g. imagenet_resnet50:1000 or quickstart:smoke) "
+            "or your own FILE.py[:ARG]. Override any value with --config.KEY=VALUE, e.g. "
+            "--config.training.batch_size=256 --config.data.data_dir=gs://bucket/tfds "
+            f"(every key: {SCHEMA_FILE}).")
+
+
+def define_config_flag(default, what):
+    """`--config`: a locked ml_collections config, by packaged name or file path.
+
+    Args:
+        default: the config used without `--config` (a packaged name or a
+            file, `[:ARG]` allowed).
+        what: what the config is for, the start of the flag's help.
 
     ml_collections applies `--config.*` overrides while defining the flag (to
     the default file); a misspelt key then ends the program with one line
-    that points to the schema, the file listing the keys.
+    that points to the schema, the file listing the keys. The flag is a key
+    flag of the calling command, so `--help` lists it.
     """
     try:
-        return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+        holder = config_flags.DEFINE_config_file(
+            "config", loading.resolve(default), config_help(what), lock_config=True)
     except _KEY_ERRORS as e:
         _die(_unknown_key_message(e), 2)
+    _declare_key_flag_of_caller("config")
+    return holder
+
+
+def _declare_key_flag_of_caller(name):
+    """Makes flag `name` a key flag of the module calling our caller (shown by its `--help`)."""
+    module = sys._getframe(2).f_globals.get("__name__", "")  # pylint: disable=protected-access
+    if module == "__main__":  # absl names the main module by its file
+        module = sys.argv[0]
+    flags.FLAGS.register_key_flag_for_module(module, flags.FLAGS[name])
+
+
+def _resolve_config_arg(argv):
+    """`argv` with a packaged config name after `--config` replaced by its file."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-config") and i + 1 < len(argv):
+            argv[i + 1] = loading.resolve(argv[i + 1])
+        elif re.match(r"^--?config=", arg):
+            key, value = arg.split("=", 1)
+            argv[i] = f"{key}={loading.resolve(value)}"
+    return argv
+
+
+def config_overrides(argv=None):
+    """The config keys set on the command line (`--config.a.b=...`), in order."""
+    keys = []
+    for arg in sys.argv if argv is None else argv:
+        match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+        if match and match.group(1) not in keys:
+            keys.append(match.group(1))
+    return keys
+
+
+def with_overrides(config, source, keys):
+    """`config` with the value of every dotted key of `keys` taken from `source`; returns it."""
+    for key in keys:
+        *parents, leaf = key.split(".")
+        to, frm = config, source
+        for name in parents:
+            to, frm = to[name], frm[name]
+        to[leaf] = frm[leaf]
+    return config
+
+
+def config_given(argv=None):
+    """Whether `--config` itself (not only overrides) is on the command line."""
+    return any(re.match(r"^--?config(=|$)", arg) for arg in (sys.argv if argv is None else argv))
 
 
 def _check_config_loaded():
@@ -67,10 +133,15 @@ def _check_config_loaded():
         path = str(getattr(flag, "config_filename", "") or "")
         file = path.split(":", 1)[0]
         why = "cannot be imported" if file and os.path.isfile(file) else "does not exist"
-        _die(f"error: --config={path}: the config file {why}; pass an existing file such as configs/quickstart.py.", 2)
+        _die(f"error: --config={path}: the config file {why}; pass a packaged config such as "
+             "--config=quickstart, or an existing file.", 2)
 
 
 def _parse_flags(argv):
+    try:
+        argv = _resolve_config_arg(argv)
+    except schema.ConfigError as e:
+        _die(f"error: {e}", 2)
     try:
         parsed = flags.FLAGS(argv)
     except flags.Error as e:
@@ -82,7 +153,8 @@ def _parse_flags(argv):
     except _KEY_ERRORS as e:
         _die(_unknown_key_message(e), 2)
     except OSError as e:  # a --config file that does not load (ml_collections)
-        _die(f"error: --config: {' '.join(str(e).split())}; pass an existing file such as configs/quickstart.py.", 2)
+        _die(f"error: --config: {' '.join(str(e).split())}; pass a packaged config such as --config=quickstart, "
+             "or an existing file.", 2)
     except Exception as e:  # pylint: disable=broad-except  # only the config file's own code runs here
         _die(f"error: --config: the config file's get_config() raised {type(e).__name__}: "
              f"{' '.join(str(e).split())}", 2)
@@ -123,14 +195,21 @@ class Stopped(Exception):
 def run(main, user_errors=()):
     """Runs `main(argv)` under absl; `user_errors` exit with one line (code 1).
 
+    `user_errors` is a tuple of exception classes, or a function returning
+    one (so that a command imports the library, and TensorFlow, only once
+    its flags are parsed: `--help` and flag errors answer at once).
     `Stopped` exits with its code after one line; Ctrl-C outside a training
     loop exits 130.
     """
+    if importlib.util.find_spec("tensorflow") is None:
+        _die("error: no TensorFlow is installed: install byol_tf with one of its extras, "
+             "pip install 'byol_tf[cpu]' (or [gpu], [tpu]).", 2)
 
     def guarded(argv):
+        errors = user_errors() if callable(user_errors) else user_errors
         try:
             return main(argv)
-        except user_errors as e:
+        except errors as e:
             _die(f"error: {e}", 1)
         except Stopped as e:
             _die(str(e), e.exit_code)

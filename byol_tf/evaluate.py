@@ -2,48 +2,41 @@ r"""Evaluates a pretrained BYOL encoder with one protocol: linear, finetune or k
 
 Usage:
 
-    # The quickstart run with the quickstart's protocols (cached-feature linear
-    # probe ~1 min, kNN ~30 s, 10%-label fine-tuning a few minutes on a CPU).
-    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
-        --protocol=linear
-    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
-        --protocol=knn --config.evals.knn.k=20
+    # A run with the protocols it was trained with (its config.json): the
+    # quickstart's cached-feature linear probe (~1 min on a CPU), kNN (~30 s).
+    python -m byol_tf.evaluate --workdir=runs/quickstart --protocol=linear
+    python -m byol_tf.evaluate --workdir=runs/quickstart --protocol=knn --config.evals.knn.k=20
 
     # The paper's protocols (the default config): linear on ImageNet on a Cloud TPU
     # (74.3% top-1 for R50 x1 after 1000 epochs); the lr sweep on 10,000 held-out images.
     python -m byol_tf.evaluate --tpu=$TPU_NAME --workdir=gs://bucket/byol --protocol=linear \
-        --config=configs/imagenet_resnet50.py --config.data.data_dir=gs://bucket/tensorflow_datasets
+        --config=imagenet_resnet50 --config.data.data_dir=gs://bucket/tensorflow_datasets
     ... --config.evals.linear.holdout_examples=10000 --config.evals.linear.base_learning_rate=0.4
 
     # ImageNet's fixed 1% / 10% label subsets (paper: 53.2% / 68.8% top-1, R50).
     python -m byol_tf.evaluate --tpu=$TPU_NAME --workdir=gs://bucket/byol --protocol=finetune \
-        --config=configs/finetune_imagenet.py:1pct --config.evals.data.data_dir=gs://bucket/tensorflow_datasets
+        --config=finetune_imagenet:1pct --config.evals.data.data_dir=gs://bucket/tensorflow_datasets
 
-Only the config's `evals` section (and `seed`) is read: the encoder and its
+Without `--config`, the protocols are those of the run's own `config.json`
+(`--config.evals.*` overrides apply to them); with `--config=NAME`, that
+config's. Only the `evals` section (and `seed`) is read: the encoder and its
 data come from the run's `config.json`, with non-empty `evals.data` values
 taking precedence (e.g. `--config.evals.data.name=cifar100` for transfer).
 The result goes to `<workdir>/eval/<protocol>.json` (or `--output`).
 `--random_init` evaluates a seeded random-init encoder of the run's
 architecture instead (the floor; `--config.seed` picks it) into
 `<workdir>/eval/<protocol>_random_init.json`.
-`byol_tf.linear_eval`, `byol_tf.finetune` and `byol_tf.knn_eval` are this
-command with the protocol fixed.
 """
-
-import pathlib
 
 from absl import flags
 
 from byol_tf import cli
-from byol_tf import defaults
-from byol_tf.evaluation import runner
-from byol_tf.training import distribute
+from byol_tf.config import schema
 
-_SCHEMA = pathlib.Path(__file__).resolve().parent / "defaults.py"
-
-_CONFIG = cli.define_config_flag(str(_SCHEMA), "Config file whose `evals` section is used (configs/*.py[:arg]); "
-                                 "default: the paper's protocols.")
-_PROTOCOL = flags.DEFINE_enum("protocol", "linear", list(defaults.PROTOCOLS), "Evaluation protocol.")
+_CONFIG = cli.define_config_flag(
+    "imagenet_resnet50", "Whose `evals` section to use (default: the run's own config.json; "
+    "--config.evals.* overrides apply to it)")
+_PROTOCOL = flags.DEFINE_enum("protocol", "linear", list(schema.PROTOCOLS), "Evaluation protocol.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Pretraining run directory (config.json + checkpoints).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default: the newest.", lower_bound=0)
 _OUTPUT = flags.DEFINE_string("output", None, "Result JSON path; default: <workdir>/eval/<protocol>.json.")
@@ -54,8 +47,22 @@ _RANDOM_INIT = flags.DEFINE_bool(
     "<workdir>/eval/<protocol>_random_init.json.")
 
 
+def evaluation_config(workdir):
+    """`--config`'s config if given, else the run's `config.json` with the `--config.*` overrides."""
+    if cli.config_given():
+        return _CONFIG.value
+    from byol_tf.run import directory  # pylint: disable=import-outside-toplevel
+
+    return cli.with_overrides(directory.read_config(workdir), _CONFIG.value, cli.config_overrides())
+
+
 def main(argv):
+    # pylint: disable=import-outside-toplevel  (TensorFlow loads once the flags are parsed)
+    from byol_tf.evaluation import runner
+    from byol_tf.training import distribute
+
     cli.check_args(argv, workdir=(_WORKDIR.value, "the directory of a pretraining run"))
+    config = evaluation_config(_WORKDIR.value)
     if not _TPU.value and distribute.cluster_size() > 1:
         # A cluster job (TF_CONFIG): the evaluation runs once, on the chief's own devices.
         if not distribute.is_chief_task():
@@ -64,16 +71,9 @@ def main(argv):
         strategy = distribute.local_strategy()
     else:
         strategy = distribute.get_strategy(_TPU.value)
-    runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, _CONFIG.value, _STEP.value, _OUTPUT.value, strategy,
+    runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, config, _STEP.value, _OUTPUT.value, strategy,
                         verbose=2, random_init=_RANDOM_INIT.value)
 
 
-def launch(protocol=None):
-    """Runs `main` under `cli.run`; `protocol` fixes `--protocol`'s default (the aliases)."""
-    if protocol is not None:
-        flags.FLAGS.set_default("protocol", protocol)
-    cli.run(main, defaults.USER_ERRORS)
-
-
 if __name__ == "__main__":
-    launch()
+    cli.run(main, schema.USER_ERRORS)

@@ -11,7 +11,7 @@ writes `/tmp/byol_export/1/` (then 2, 3, ...; `--version=N` picks one,
 `byol_export.json`. Existing versions are never overwritten. The SavedModel
 also fine-tunes in Keras as `keras.layers.TFSMLayer(path,
 call_endpoint="preprocessed", call_training_endpoint="preprocessed_training")`
-(see `byol_tf.serving.export`). Serve with:
+(see `byol_tf.serving.saved_model`). Serve with:
 
     tensorflow_model_server --rest_api_port=8501 --model_name=byol \
         --model_base_path=/tmp/byol_export
@@ -24,7 +24,6 @@ import os
 from absl import flags
 
 from byol_tf import cli
-from byol_tf.serving import export as export_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (config.json, checkpoints/).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path: versions are written as <export_dir>/<N>.")
@@ -34,7 +33,15 @@ _VERSION = flags.DEFINE_integer(
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to export; default: the newest.", lower_bound=0)
 
 
+def _user_errors():
+    from byol_tf.serving import saved_model  # pylint: disable=import-outside-toplevel  (TensorFlow: after parsing)
+
+    return saved_model.USER_ERRORS
+
+
 def main(argv):
+    from byol_tf.serving import saved_model as export_lib  # pylint: disable=import-outside-toplevel
+
     cli.check_args(argv, workdir=(_WORKDIR.value, "the training run to export"),
                    export_dir=(_EXPORT_DIR.value, "where the SavedModel versions go"))
     path = export_lib.export(_WORKDIR.value, _EXPORT_DIR.value, version=_VERSION.value, step=_STEP.value)
@@ -45,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, export_lib.USER_ERRORS)
+    cli.run(main, _user_errors)

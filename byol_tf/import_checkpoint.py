@@ -12,7 +12,7 @@ checkpoint (the released files are `pretrain_res50x1.pkl` and
 Then, as for any run:
 
     python -m byol_tf.export --workdir=/tmp/byol_res50x1 --export_dir=/tmp/byol_export
-    python -m byol_tf.linear_eval --workdir=/tmp/byol_res50x1 ...
+    python -m byol_tf.evaluate --workdir=/tmp/byol_res50x1 --protocol=linear --config=imagenet_resnet50 ...
 
 The file is read without executing anything in it (a restricted unpickler;
 no JAX, Haiku or dill needed); it must fit in memory.
@@ -21,14 +21,21 @@ no JAX, Haiku or dill needed); it must fit in memory.
 from absl import flags
 
 from byol_tf import cli
-from byol_tf import deepmind_checkpoint
 
 _DEEPMIND = flags.DEFINE_string(
     "deepmind", None, "Checkpoint file of DeepMind's BYOL code, e.g. pretrain_res50x1.pkl.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "New run directory to write (must not hold a run).")
 
 
+def _user_errors():
+    from byol_tf import deepmind_checkpoint  # pylint: disable=import-outside-toplevel
+
+    return deepmind_checkpoint.USER_ERRORS
+
+
 def main(argv):
+    from byol_tf import deepmind_checkpoint  # pylint: disable=import-outside-toplevel
+
     cli.check_args(argv, deepmind=(_DEEPMIND.value, "the authors' checkpoint file (.pkl)"),
                    workdir=(_WORKDIR.value, "the new run directory"))
     summary = deepmind_checkpoint.import_run(_DEEPMIND.value, _WORKDIR.value)
@@ -40,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, deepmind_checkpoint.USER_ERRORS)
+    cli.run(main, _user_errors)

@@ -1,14 +1,14 @@
 r"""The paper's ablations at small scale: `configs/small_data.py` with one thing changed.
 
-    python -m byol_tf.train --config=configs/ablations.py:no_predictor --workdir=/tmp/abl_no_predictor \
+    python -m byol_tf.train --config=ablations:no_predictor --workdir=/tmp/abl_no_predictor \
         --config.data.data_dir=DIR
 
 or all of them, with a table of linear / kNN accuracy and the collapse
 monitor (embedding std) of each (WORKSPACE.md, "Ablations at small scale"):
 
-    python tools/sweep.py --workdir=/tmp/byol_ablations --config=configs/ablations.py \
+    python -m byol_tf.experiments.sweep --workdir=/tmp/byol_ablations --config=ablations \
         --common="data.data_dir=DIR data.eval_split=val" \
-        --variant="baseline:" --variant="no_predictor: config=configs/ablations.py:no_predictor" ...
+        --variant="baseline:" --variant="no_predictor: config=ablations:no_predictor" ...
 
 The ablation is the argument (`baseline` when none), one of `ABLATIONS`:
 - `no_predictor`: the online projection regresses the target projection
@@ -26,9 +26,8 @@ Paper numbers: ImageNet, ResNet-50, 300 epochs (1000 for the last two),
 linear top-1 (`PAPER_TOP1`, from ../shared/byol_recipe.md).
 """
 
-import os
-
-from byol_tf import defaults
+from byol_tf.config import schema
+from byol_tf.configs import small_data
 
 ABLATIONS = ("baseline", "no_predictor", "tau_0", "tau_1", "predictor_lr10", "gn_ws", "no_norm")
 PAPER_TOP1 = {"baseline": 72.5, "no_predictor": "collapse", "tau_0": "barely learns", "tau_1": 18.8,
@@ -36,11 +35,11 @@ PAPER_TOP1 = {"baseline": 72.5, "no_predictor": "collapse", "tau_0": "barely lea
 
 
 def get_config(arg=""):
-    args, smoke = defaults.config_arg(arg)
+    args, smoke = schema.config_arg(arg)
     name = args[0] if args else "baseline"
     if name not in ABLATIONS:
-        raise defaults.ConfigError(f"configs/ablations.py:{name}: use one of {', '.join(ABLATIONS)}.")
-    config = defaults.load_config_file(os.path.join(os.path.dirname(__file__), "small_data.py"))
+        raise schema.ConfigError(f"configs/ablations.py:{name}: use one of {', '.join(ABLATIONS)}.")
+    config = small_data.get_config()
     if name == "no_predictor":
         config.model.use_predictor = False
     elif name in ("tau_0", "tau_1", "predictor_lr10"):
@@ -52,4 +51,4 @@ def get_config(arg=""):
     elif name == "no_norm":
         config.model.norm = "none"
     config.evals.at_end = "linear,knn"
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

@@ -6,21 +6,21 @@ LARS); kNN 86.9% after 200 epochs. Blur is disabled (a 3-pixel kernel at
 
 From TFDS (prepared in data_dir):
 
-    python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=configs/cifar10_resnet18.py
+    python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=cifar10_resnet18
 
 From JPEG folders (train/<class>, test/<class>; tools/prepare_cifar10.py writes them):
 
     python tools/prepare_cifar10.py --output_dir=/tmp/cifar10
-    python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=configs/cifar10_resnet18.py \
+    python -m byol_tf.train --workdir=/tmp/byol_cifar10 --config=cifar10_resnet18 \
         --config.data.source=folder --config.data.data_dir=/tmp/cifar10
 """
 
-from byol_tf import defaults
+from byol_tf.config import schema
 
 
 def get_config(arg="1000"):
-    values, smoke = defaults.config_arg(arg)
-    config = defaults.default_config()
+    values, smoke = schema.config_arg(arg)
+    config = schema.default_config()
     config.model.depth = 18
     config.model.stem = "small"
     config.data.source = "tfds"
@@ -44,4 +44,4 @@ def get_config(arg="1000"):
     config.evals.batch_size = 500
     config.evals.data.cache = True
     config.evals.linear.update(cache_features=True, epochs=100, batch_size=256)
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

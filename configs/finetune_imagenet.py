@@ -8,23 +8,23 @@ these are SimCLR's published ones (Nesterov SGD, lr 0.05 * batch / 256, no
 weight decay, 60 epochs for 1%, 30 for 10%), at the paper's batch of 1024.
 
     python -m byol_tf.evaluate --tpu=$TPU_NAME --workdir=gs://BUCKET/byol_r50_1000 --protocol=finetune \
-        --config=configs/finetune_imagenet.py:1pct \
+        --config=finetune_imagenet:1pct \
         --config.evals.data.data_dir=gs://BUCKET/tensorflow_datasets
 
 Only the `evals` section matters here (the encoder comes from the run).
 """
 
-from byol_tf import defaults
+from byol_tf.config import schema
 
 EPOCHS = {"1pct": 60, "10pct": 30}
 
 
 def get_config(arg="1pct"):
-    values, smoke = defaults.config_arg(arg)
+    values, smoke = schema.config_arg(arg)
     subset = values[0] if values else "1pct"
     if subset not in EPOCHS:
         raise ValueError(f"Use configs/finetune_imagenet.py:1pct or :10pct. Received: subset={subset!r}")
-    config = defaults.default_config()
+    config = schema.default_config()
     e = config.evals
     e.data.update(source="tfds", name=f"imagenet2012_subset/{subset}", train_split="train",
                   eval_split="validation", eval_crop_fraction=224 / 256)
@@ -32,4 +32,4 @@ def get_config(arg="1pct"):
     # The subset is the whole train split.
     e.finetune.update(label_fraction=1.0, epochs=EPOCHS[subset], batch_size=1024, base_learning_rate=0.05,
                       bn_training=True)
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

@@ -6,7 +6,7 @@ The argument after the colon picks the pretraining length and its preset
 the ablation baseline (72.5%).
 
     python -m byol_tf.train --tpu=$TPU_NAME --workdir=gs://BUCKET/byol_r50_1000 \
-        --config=configs/imagenet_resnet50.py:1000 \
+        --config=imagenet_resnet50:1000 \
         --config.data.data_dir=gs://BUCKET/tensorflow_datasets
 
 Its `evals` section is the paper's linear protocol (Appendix C.1: frozen
@@ -15,7 +15,7 @@ epochs at batch 1024 on random resized crops + flips; 224/256 centre crops of
 the validation set; 74.3% / 91.6% top-1 / top-5 for R50 x1 after 1000 epochs):
 
     python -m byol_tf.evaluate --tpu=$TPU_NAME --workdir=gs://BUCKET/byol_r50_1000 --protocol=linear \
-        --config=configs/imagenet_resnet50.py --config.evals.data.data_dir=gs://BUCKET/tensorflow_datasets
+        --config=imagenet_resnet50 --config.evals.data.data_dir=gs://BUCKET/tensorflow_datasets
 
 and its learning-rate sweep on the last 10,000 training images:
 `--config.evals.linear.holdout_examples=10000 --config.evals.linear.base_learning_rate=0.4`.
@@ -23,15 +23,15 @@ and its learning-rate sweep on the last 10,000 training images:
 Wider or deeper encoders: --config.model.width_multiplier=2, --config.model.depth=200.
 """
 
-from byol_tf import defaults
-from byol_tf import presets
+from byol_tf.config import schema
+from byol_tf.byol import presets
 
 
 def get_config(arg="300"):
-    values, smoke = defaults.config_arg(arg)
+    values, smoke = schema.config_arg(arg)
     epochs = int(values[0]) if values else 300
     preset = presets.imagenet_preset(epochs)
-    config = defaults.default_config()
+    config = schema.default_config()
     config.training.epochs = epochs
     config.training.batch_size = 4096
     config.training.precision = "mixed_bfloat16"
@@ -45,4 +45,4 @@ def get_config(arg="300"):
     config.data.name = "imagenet2012"
     config.data.eval_split = "validation"
     config.evals.batch_size = 1000
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

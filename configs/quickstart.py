@@ -10,10 +10,10 @@ architecture with random weights. This is the default config of
 
 Its `evals` section is also the quickstart's other protocols:
 
-    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py --protocol=knn
-    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=quickstart --protocol=knn
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=quickstart \
         --protocol=finetune  # 10% of the labels (a seeded per-class sample)
-    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=configs/quickstart.py \
+    python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=quickstart \
         --protocol=linear --config.evals.linear.cache_features=False  # the paper's augmented protocol
 
 `configs/quickstart.py:smoke` is the same run shrunk to seconds (tests use it).
@@ -27,12 +27,12 @@ This is a smoke-sized run: 300 steps (38,400 views per branch) on 2,000 images i
 little to beat random features by a clear margin (see README, Results).
 """
 
-from byol_tf import defaults
+from byol_tf.config import schema
 
 
 def get_config(arg=""):
-    _, smoke = defaults.config_arg(arg)
-    config = defaults.default_config()
+    _, smoke = schema.config_arg(arg)
+    config = schema.default_config()
     config.model.depth = 18
     config.model.width_multiplier = 0.25
     config.model.stem = "small"
@@ -65,4 +65,4 @@ def get_config(arg=""):
     # Linear: standardized cached centre-crop features (fast path).
     config.evals.linear.update(cache_features=True, epochs=50, batch_size=256)
     config.evals.finetune.update(label_fraction=0.1, epochs=30, batch_size=64)
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

@@ -1,13 +1,13 @@
 r"""BYOL for a short run on a small image folder (5k-50k images, a few thousand steps).
 
-The preset of `tools/few_labels.py` ("does BYOL help on my data?"):
+The preset of `byol_tf.experiments.few_labels` ("does BYOL help on my data?"):
 
-    python tools/few_labels.py --data_dir=DIR --workdir=/tmp/byol_few_labels --minutes=15
+    python -m byol_tf.experiments.few_labels --data_dir=DIR --workdir=/tmp/byol_few_labels --minutes=15
 
 or pretraining alone, on any folder with `train/<class>/*` (and an
 evaluation split such as `val/` or `test/`):
 
-    python -m byol_tf.train --config=configs/small_data.py --workdir=/tmp/byol_small \
+    python -m byol_tf.train --config=small_data --workdir=/tmp/byol_small \
         --config.data.data_dir=DIR --config.training.epochs=5
 
 `configs/small_data.py:64` sets the image size (32 by default, CIFAR-sized;
@@ -15,7 +15,7 @@ the small-image stem up to 64 px, blur from 64 px up as in the recipe).
 
 What differs from the paper's ImageNet preset, and why. Each value was
 selected on 5,000 CIFAR-10 training images held out from pretraining
-(`tools/holdout_split.py`), never on test images, with runs of 76,800
+(`byol_tf.experiments.holdout_split`), never on test images, with runs of 76,800
 images (1.7 epochs of the other 45,000) scored by the linear probe and kNN
 on the held-out images; the sweep and its numbers are in WORKSPACE.md
 ("Small data"):
@@ -34,13 +34,13 @@ The rest is the recipe: LARS (no decay of biases and BN), cosine lr and tau
 schedules spanning the run, the two asymmetric views, 4096-256 heads.
 """
 
-from byol_tf import defaults
+from byol_tf.config import schema
 
 
 def get_config(arg=""):
-    args, smoke = defaults.config_arg(arg)
+    args, smoke = schema.config_arg(arg)
     image_size = int(args[0]) if args else 32
-    config = defaults.default_config()
+    config = schema.default_config()
     config.model.depth = 18
     config.model.width_multiplier = 0.25
     config.model.stem = "auto"
@@ -66,10 +66,10 @@ def get_config(arg=""):
     config.optimizer.warmup_epochs = 0.2
     config.target.base_decay = 0.97
     # Evaluation: cached features for the linear protocol, kNN, fine-tuning
-    # on few labels (tools/few_labels.py sets the fraction and steps).
+    # on few labels (`byol_tf.experiments.few_labels` sets the fraction and steps).
     config.evals.at_end = "linear,knn"
     config.evals.batch_size = 500
     config.evals.data.cache = True
     config.evals.linear.update(cache_features=True, epochs=100, batch_size=256)
     config.evals.finetune.update(batch_size=128, base_learning_rate=0.05)
-    return defaults.smoke(config) if smoke else config
+    return schema.smoke(config) if smoke else config

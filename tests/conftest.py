@@ -12,14 +12,14 @@ import keras
 import pytest
 import tensorflow as tf
 
-from byol_tf import defaults
-from byol_tf import run_dir
+from byol_tf.config import schema
+from byol_tf.run import directory
 from byol_tf.data import labelled
 from byol_tf.data import sources
 from byol_tf.evaluation import context as context_lib
 from byol_tf.models import resnet
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,8 @@ STEP = 7
 
 
 def run_config(width=0.5):
-    """The smoke config (`byol_tf/defaults.py:smoke`) at encoder width `width`."""
-    config = defaults.get_config("smoke")
+    """The smoke config (`byol_tf/config/schema.py:smoke`) at encoder width `width`."""
+    config = schema.get_config("smoke")
     config.model.width_multiplier = width
     return config
 
@@ -82,13 +82,13 @@ def make_run(workdir, width=0.5, seed=0):
     sensible scale (a fresh model's moving statistics are mean 0, variance 1).
     """
     config = run_config(width)
-    run_dir.write_config(config, workdir)
+    directory.write_config(config, workdir)
     keras.utils.set_random_seed(seed)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     images = next(iter(labelled.center_crops(labelled.labelled_examples(config.data, "train")[0].shuffle(
         2000, seed=seed), 32, 1.0, 512)))["image"]
     context_lib.calibrate_batch_norm(model.online_encoder, images)
-    checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(STEP)
+    checkpoints.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(STEP)
     return config
 
 
@@ -120,7 +120,7 @@ def shared_run():
 
 def tree_config(tree, base=None):
     """A config whose `evals` read the 3-class `tree` (folder source); otherwise the paper's protocols."""
-    config = base or defaults.default_config()
+    config = base or schema.default_config()
     config.evals.data.update(source="folder", data_dir=tree, name="sample3", train_split="train",
                              eval_split="test")
     return config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.training import loop
 from conftest import load_config_module
 
@@ -37,25 +37,25 @@ def test_each_ablation_changes_exactly_its_keys(name):
     base["evals.at_end"] = "linear,knn"
     config = ablations.get_config(name)
     config.data.data_dir = "/data/my_images"  # a folder source needs one
-    defaults.validate(config)
+    schema.validate(config)
     config.data.data_dir = None
     changed = {k: v for k, v in _flat(config.to_dict()).items() if base.get(k) != v}
     assert changed == CHANGES[name]
     assert set(ablations.PAPER_TOP1) == set(ablations.ABLATIONS)
     smoke = ablations.get_config(f"{name},smoke")
-    defaults.validate(smoke)
+    schema.validate(smoke)
     assert smoke.model.norm == config.model.norm and smoke.target.to_dict() == config.target.to_dict()
 
 
 def test_unknown_ablation_is_refused():
-    with pytest.raises(defaults.ConfigError, match="configs/ablations.py:tau_2: use one of baseline"):
+    with pytest.raises(schema.ConfigError, match="configs/ablations.py:tau_2: use one of baseline"):
         ablations.get_config("tau_2")
 
 
 def _train(name, tmp_path):
     config = ablations.get_config(f"{name},smoke")
     config.evals.at_end = ""
-    result = loop.train(config, str(tmp_path / name), print_fn=lambda line: None)
+    result = loop.run(config, str(tmp_path / name), print_fn=lambda line: None)
     return result.model
 
 

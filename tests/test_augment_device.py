@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from byol_tf.augment import device
 
+from byol_tf.augment import views
+
 GRAY = np.array([0.2989, 0.5870, 0.1140])
 OFF = dict(color_jitter_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
            grayscale_prob=0.0, blur_prob=0.0, blur_sigma_min=0.1, blur_sigma_max=2.0,
@@ -148,7 +150,7 @@ def test_sampled_orders_are_permutations_and_differ():
 
 
 def test_sampled_parameter_ranges():
-    view1, _ = device.default_view_configs()
+    view1, _ = views.default_view_configs()
     p = {k: v.numpy() for k, v in device.sample_view_params([5, 6], 2000, view1).items()}
     for name, low, high in [("brightness", -0.4, 0.4), ("contrast", 0.6, 1.4),
                             ("saturation", 0.8, 1.2), ("hue", -0.1, 0.1), ("sigma", 0.1, 2.0)]:
@@ -157,7 +159,7 @@ def test_sampled_parameter_ranges():
 
 
 def test_full_view_matches_numpy():
-    view1, view2 = device.default_view_configs()
+    view1, view2 = views.default_view_configs()
     for cfg, seed in [(view1, 3), (dict(view2, blur_prob=0.5, solarize_prob=0.5), 4)]:
         x = _images(batch=6, side=10, seed=seed)
         params = {k: v.numpy() for k, v in device.sample_view_params([seed, 0], 6, cfg).items()}
@@ -185,14 +187,14 @@ def test_disabled_ops_are_not_traced():
         graph = fn.get_concrete_function(tf.TensorSpec([2, 8, 8, 3], tf.uint8)).graph
         return {op.type for op in graph.get_operations()}
 
-    view1, _ = device.default_view_configs()
+    view1, _ = views.default_view_configs()
     assert {"RGBToHSV", "DepthwiseConv2dNative"} <= op_types(view1)
     off = op_types(dict(view1, color_jitter_prob=0.0, blur_prob=0.0))
     assert not {"RGBToHSV", "DepthwiseConv2dNative"} & off
 
 
 def test_replica_invariance():
-    _, view2 = device.default_view_configs()
+    _, view2 = views.default_view_configs()
     images = (_images(batch=8, side=8) * 255).astype(np.uint8)
     seed = tf.constant([11, 12])
     full = device.augment_view(images, seed, view2, global_batch_size=8)
@@ -203,7 +205,7 @@ def test_replica_invariance():
 
 
 def test_eager_dataset_map_and_xla_agree():
-    _, view2 = device.default_view_configs()
+    _, view2 = views.default_view_configs()
     cfg = dict(view2, blur_prob=0.5, solarize_prob=0.5)
     images = (_images(batch=8, side=12) * 255).astype(np.uint8)
     seed = tf.constant([-3, 2**31 - 5])
@@ -217,13 +219,13 @@ def test_eager_dataset_map_and_xla_agree():
 
 
 def test_config_types_and_validation():
-    view1, view2 = device.default_view_configs()
+    view1, view2 = views.default_view_configs()
     assert (view1["blur_prob"], view1["solarize_prob"]) == (1.0, 0.0)
     assert (view2["blur_prob"], view2["solarize_prob"]) == (0.1, 0.2)
-    assert device.read_view_config(ml_collections.ConfigDict(view2)) == view2
+    assert views.read_view_config(ml_collections.ConfigDict(view2)) == view2
     with pytest.raises(ValueError, match="Received: grayscale_prob=1.5"):
-        device.read_view_config(dict(view1, grayscale_prob=1.5))
+        views.read_view_config(dict(view1, grayscale_prob=1.5))
     with pytest.raises(ValueError, match="Received: hue=-0.1"):
-        device.read_view_config(dict(view1, hue=-0.1))
+        views.read_view_config(dict(view1, hue=-0.1))
     with pytest.raises(ValueError, match="blur_sigma_min=3.0"):
-        device.read_view_config(dict(view1, blur_sigma_min=3.0))
+        views.read_view_config(dict(view1, blur_sigma_min=3.0))

@@ -1,4 +1,4 @@
-"""Tests of tools/benchmark.py: report fields on a tiny model, precision choice, phases cut off or failing.
+"""Tests of `byol_tf.benchmarks.benchmark`: report fields on a tiny model, precision choice, phases cut off or failing.
 
 No timing assertions: the figures are only checked to be sane.
 """
@@ -18,20 +18,20 @@ import tensorflow as tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
-import bench_flops  # noqa: E402
-import bench_input  # noqa: E402
-import bench_isolate  # noqa: E402
-import bench_step  # noqa: E402
-import bench_table  # noqa: E402
-import benchmark  # noqa: E402
+from byol_tf.benchmarks import flops as bench_flops
+from byol_tf.benchmarks import input_pipeline as bench_input
+from byol_tf.benchmarks import isolate as bench_isolate
+from byol_tf.benchmarks import step as bench_step
+from byol_tf.benchmarks import table as bench_table
+from byol_tf.benchmarks import benchmark
 
-from byol_tf import defaults  # noqa: E402
+from byol_tf.config import schema  # noqa: E402
 from byol_tf.data import sources  # noqa: E402
 
 
 def _tiny_config():
-    """The smoke variant (`defaults.get_config("smoke")`), narrower and at 16 px for timing runs."""
-    config = defaults.get_config("smoke")
+    """The smoke variant (`schema.get_config("smoke")`), narrower and at 16 px for timing runs."""
+    config = schema.get_config("smoke")
     config.model.width_multiplier = 0.125
     config.model.update(projector_hidden_dim=32, projection_dim=16, predictor_hidden_dim=32)
     config.data.update(image_size=16, shuffle_buffer=64)
@@ -238,7 +238,7 @@ def test_sigterm_stops_the_running_phase_and_prints_what_finished(tmp_path):
 STUB_PHASES = textwrap.dedent("""
     import os
 
-    import bench_isolate
+    from byol_tf.benchmarks import isolate as bench_isolate
 
 
     def fails_after_progress():

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from byol_tf.training import builders
+from byol_tf.byol import builders
 from byol_tf.training import loop
 from conftest import tiny_config
 

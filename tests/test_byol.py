@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf.models import byol
+from byol_tf.byol import networks
 from byol_tf.models import resnet
-from byol_tf.training import builders
+from byol_tf.byol import builders
 from conftest import tiny_config
 
 TINY = dict(depth=18, width_multiplier=0.25, stem="small")
@@ -18,7 +18,7 @@ def _model(**kwargs):
     args = dict(encoder=TINY, image_size=32, projector_hidden_dim=32, projection_dim=16,
                 predictor_hidden_dim=32, num_classes=10)
     args.update(kwargs)
-    return byol.BYOL(**args)
+    return networks.BYOL(**args)
 
 
 def test_branches_and_shapes():
@@ -128,7 +128,7 @@ def test_build_model_reads_old_run_configs_with_their_shortcuts():
     assert "stage2_block1_shortcut_conv" not in [layer.name for layer in model.online_encoder.layers]
 
 
-class _PlainEncoderBYOL(byol.BYOL):
+class _PlainEncoderBYOL(networks.BYOL):
     """BYOL as before `ResNet`: its encoders plain functional models of the same layers."""
 
     def _encoder(self, input_shape, name):

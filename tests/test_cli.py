@@ -106,7 +106,7 @@ def test_sigterm_mid_loop_saves_and_exits_143_without_final_results(tmp_path):
     # One long loop call (50 steps of ~0.1 s): the stop must not wait for its end.
     workdir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "byol_tf.train", f"--workdir={workdir}", "--config=configs/quickstart.py:smoke",
+        [sys.executable, "-m", "byol_tf.train", f"--workdir={workdir}", "--config=quickstart:smoke",
          "--config.training.max_steps=400", "--config.training.steps_per_loop=50",
          "--config.training.log_every_steps=50", "--config.evals.at_end=linear"],
         cwd=pathlib.Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

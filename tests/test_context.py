@@ -5,7 +5,9 @@ import os
 import keras
 import numpy as np
 
-from byol_tf import run_dir
+from byol_tf.run import checkpoints
+
+from byol_tf.run import directory
 from byol_tf.evaluation import context
 from byol_tf.models import resnet
 from conftest import EASY_CLASSES, STEP, shared_run, tree_config
@@ -13,7 +15,7 @@ from conftest import EASY_CLASSES, STEP, shared_run, tree_config
 
 def test_make_run_restores():
     workdir, tree = shared_run()
-    model, config, step = run_dir.restore_model(workdir)
+    model, config, step = checkpoints.restore_model(workdir)
     assert step == STEP and config.data.source == "sample"
     assert sorted(os.listdir(os.path.join(tree, "test"))) == list(EASY_CLASSES)
     moving_var = [v for v in model.online_encoder.non_trainable_variables if "moving_variance" in v.path]
@@ -44,7 +46,7 @@ def test_from_run_resolves_the_evals_data_over_the_runs():
     ctx = context.from_run(workdir, config, step=STEP)
     assert ctx.step == STEP and ctx.variant == "" and ctx.batch_size == 64
     assert (ctx.data.source, ctx.data.data_dir, ctx.image_size) == ("folder", tree, 32)
-    model, _, _ = run_dir.restore_model(workdir)
+    model, _, _ = checkpoints.restore_model(workdir)
     for a, b in zip(ctx.encoder.weights, model.online_encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     x, y = ctx.split_features("test")
@@ -54,7 +56,7 @@ def test_from_run_resolves_the_evals_data_over_the_runs():
 def test_random_init_is_seeded_and_batch_norm_calibrated():
     workdir, tree = shared_run()
     config = tree_config(tree)
-    run_config = run_dir.read_config(workdir)
+    run_config = directory.read_config(workdir)
     first = context.random_init(workdir, config, run_config)
     second = context.random_init(workdir, config, run_config)
     assert first.step == 0 and first.variant == "random init"

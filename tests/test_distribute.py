@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.training import distribute
 
 
@@ -51,7 +51,7 @@ def test_cluster_size_counts_the_training_tasks_of_tf_config(monkeypatch):
                                   _cluster(2, index=5), '{"cluster": {}, "task": {"type": "worker"}}'])
 def test_a_tf_config_that_does_not_parse_is_a_one_line_error(monkeypatch, text):
     monkeypatch.setenv("TF_CONFIG", text)
-    with pytest.raises(defaults.ConfigError, match="TF_CONFIG") as error:
+    with pytest.raises(schema.ConfigError, match="TF_CONFIG") as error:
         distribute.get_strategy()
     assert "\n" not in str(error.value)
 

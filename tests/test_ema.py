@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import ema
+from byol_tf.byol import ema
 
 
 class _Pair(keras.Model):

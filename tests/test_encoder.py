@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 import byol_tf
-from byol_tf import run_dir
+from byol_tf.run import directory
 from byol_tf.serving import encoder as encoder_lib
-from byol_tf.serving import export as export_lib
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.serving import saved_model as export_lib
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 from conftest import tiny_config
 from helpers import reference_preprocessing
 
@@ -42,7 +42,7 @@ def exported(tmp_path_factory):
     """A checkpoint (random weights and BN statistics, no training) exported once."""
     config = small_config()
     workdir = str(tmp_path_factory.mktemp("run"))
-    run_dir.write_config(config, workdir)
+    directory.write_config(config, workdir)
     keras.utils.set_random_seed(1)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     rng = np.random.default_rng(0)
@@ -51,7 +51,7 @@ def exported(tmp_path_factory):
         layer.moving_mean.assign(rng.normal(0, 0.2, n))
         layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
         layer.gamma.assign(rng.uniform(0.8, 1.2, n))
-    checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(3)
+    checkpoints.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(3)
     path = export_lib.export(workdir, str(tmp_path_factory.mktemp("export")))
     jpegs, labels = sample_batch()
     images = encoder_lib.preprocess(jpegs, 32, config.data.eval_crop_fraction).numpy()

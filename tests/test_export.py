@@ -1,4 +1,4 @@
-"""Tests of byol_tf.serving.export and byol_tf.export: layout, signatures, fine-tuning routes, errors."""
+"""Tests of byol_tf.serving.saved_model and byol_tf.export: layout, signatures, fine-tuning routes, errors."""
 
 import base64
 import json
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import run_dir
+from byol_tf.run import directory
 from byol_tf.models.layers import WSConv2D
 from byol_tf.serving import encoder as encoder_lib
-from byol_tf.serving import export as export_lib
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.serving import saved_model as export_lib
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 from conftest import tiny_config
 from helpers import reference_preprocessing
 from byol_tf.training import loop
@@ -71,9 +71,9 @@ def small_config():
 
 def fresh_workdir(workdir, config, step=1):
     """A workdir with `config` and a checkpoint of a freshly built model (no training)."""
-    run_dir.write_config(config, str(workdir))
+    directory.write_config(config, str(workdir))
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
-    checkpointing.Checkpointer(str(workdir), tf.train.Checkpoint(model=model)).save(step)
+    checkpoints.Checkpointer(str(workdir), tf.train.Checkpoint(model=model)).save(step)
     return model
 
 
@@ -94,7 +94,7 @@ def trained(tmp_path_factory):
     """A 2-step run on the bundled sample, exported once (batch norm)."""
     workdir = str(tmp_path_factory.mktemp("run"))
     config = small_config()
-    result = loop.train(config, workdir, print_fn=lambda *args: None)
+    result = loop.run(config, workdir, print_fn=lambda *args: None)
     export_dir = str(tmp_path_factory.mktemp("export"))
     path = export_lib.export(workdir, export_dir)
     return dict(workdir=workdir, export_dir=export_dir, path=path, encoder=result.model.online_encoder,
@@ -346,7 +346,7 @@ def test_missing_run_or_checkpoint(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint for step 7"):
         export_lib.export(trained["workdir"], str(tmp_path / "export"), step=7)
     workdir = tmp_path / "untrained"
-    run_dir.write_config(trained["config"], str(workdir))
+    directory.write_config(trained["config"], str(workdir))
     with pytest.raises(FileNotFoundError, match="No checkpoint in"):
         export_lib.export(str(workdir), str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 12
-ARGS = ("--config=configs/quickstart.py:smoke", f"--config.training.max_steps={STEPS}",
+ARGS = ("--config=quickstart:smoke", f"--config.training.max_steps={STEPS}",
         "--config.training.steps_per_loop=1", "--config.training.log_every_steps=1",
         "--config.training.checkpoint_every_steps=2", "--config.evals.at_end=")
 

@@ -3,14 +3,14 @@
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.data import labelled
 from byol_tf.evaluation import features
 from conftest import run_config, tiny_encoder
 
 
 def _sample_data():
-    return defaults.eval_data(defaults.default_config(), run_config())
+    return schema.eval_data(schema.default_config(), run_config())
 
 
 def test_extract_features_matches_direct_call_any_batching_and_strategy():

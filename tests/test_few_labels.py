@@ -1,4 +1,4 @@
-"""tools/few_labels.py end to end on a tiny real-image folder: the same label samples for every method, resume."""
+"""`byol_tf.experiments.few_labels` end to end on a tiny real-image folder: the same label samples for every method, resume."""
 
 import json
 import os

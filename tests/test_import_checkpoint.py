@@ -29,13 +29,14 @@ optax = pytest.importorskip("optax", reason=_EXTRA)
 import tensorflow as tf  # noqa: E402
 
 import byol_tf  # noqa: E402
-import haiku_reference as hr  # noqa: E402
+from helpers import haiku_reference as hr  # noqa: E402
 from helpers import old_checkpoints, pickle_forms, reference_preprocessing  # noqa: E402
 from byol_tf import deepmind_checkpoint  # noqa: E402
-from byol_tf import run_dir  # noqa: E402
+from byol_tf.run import checkpoints
+from byol_tf.run import directory
 from byol_tf.serving import encoder as encoder_lib  # noqa: E402
-from byol_tf.serving import export as export_lib  # noqa: E402
-from byol_tf.training import builders  # noqa: E402
+from byol_tf.serving import saved_model as export_lib  # noqa: E402
+from byol_tf.byol import builders  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = pathlib.Path(byol_tf.__file__).resolve().parent / "data" / "sample" / "test"
@@ -156,7 +157,7 @@ def imported(reference, tmp_path_factory):
 
 
 def test_run_config_and_summary(reference, imported):
-    config = run_dir.read_config(imported.workdir)
+    config = directory.read_config(imported.workdir)
     m = config.model
     assert (m.depth, m.width_multiplier, m.stem, m.norm, m.shortcut) == (18, 0.125, "imagenet", "batch", "every_stage")
     assert (m.projector_hidden_dim, m.projection_dim, m.predictor_hidden_dim) == (64, 32, 48)
@@ -173,7 +174,7 @@ def test_run_config_and_summary(reference, imported):
 
 
 def test_imported_networks_compute_the_reference(reference, imported):
-    model, _, step = run_dir.restore_model(imported.workdir)
+    model, _, step = checkpoints.restore_model(imported.workdir)
     assert step == STEP
     images = reference.images
     y = model.online_encoder(images, training=False)
@@ -195,9 +196,9 @@ def test_imported_networks_compute_the_reference(reference, imported):
 
 
 def test_probe_is_the_reference_classifier(reference, imported):
-    config = run_dir.read_config(imported.workdir)
+    config = directory.read_config(imported.workdir)
     model = builders.build_model(config, num_classes=ARCH["num_classes"], sync_batch_norm=False)
-    path = run_dir.checkpoint_path(imported.workdir)
+    path = checkpoints.checkpoint_path(imported.workdir)
     tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
     logits = model.probe_logits(model.online_encoder(reference.images, training=False))
     assert rel_diff(logits, reference.online["logits"]) <= RTOL
@@ -274,7 +275,7 @@ def test_old_dill_forms_import_the_reference_networks(reference, tmp_path, form)
     if form == "dill-0.3.1":  # the form of the released files: import and compute
         workdir = str(tmp_path / "run")
         assert deepmind_checkpoint.import_run(str(path), workdir)["step"] == STEP
-        model, _, _ = run_dir.restore_model(workdir)
+        model, _, _ = checkpoints.restore_model(workdir)
         assert rel_diff(model.online_encoder(reference.images, training=False),
                         reference.online["embedding"]) <= RTOL
 
@@ -354,7 +355,7 @@ def test_command_line(reference, imported, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Imported ResNet-18 x0.125 at step {STEP}" in result.stdout
     assert f"{hr.count_params(reference.networks[0]):,} online parameters" in result.stdout
-    assert run_dir.read_config(str(workdir)).model.depth == 18
+    assert directory.read_config(str(workdir)).model.depth == 18
 
     result = run(f"--deepmind={reference.path}", f"--workdir={workdir}")
     assert result.returncode == 1

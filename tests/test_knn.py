@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -66,10 +66,10 @@ def test_knn_argument_errors():
         knn.knn_scores(x, [0, 1, 0, 1], x, 2, weighting="cosine")
     with pytest.raises(ValueError, match="temperature > 0"):
         knn.knn_scores(x, [0, 1, 0, 1], x, 2, temperature=0.0)
-    config = defaults.default_config()
+    config = schema.default_config()
     config.evals.knn.weighting = "cosine"
-    with pytest.raises(defaults.ConfigError, match="config.evals.knn.weighting='cosine': use one of 'temperature'"):
-        defaults.validate_evals(config)  # the allowed values are knn.WEIGHTINGS
+    with pytest.raises(schema.ConfigError, match="config.evals.knn.weighting='cosine': use one of 'temperature'"):
+        schema.validate_evals(config)  # the allowed values are knn.WEIGHTINGS
 
 
 def test_knn_protocol_on_real_images_beats_chance():
@@ -92,7 +92,7 @@ def test_knn_protocol_on_real_images_beats_chance():
 
 def test_knn_protocol_on_mocked_tfds(tmp_path):
     workdir, _ = shared_run()
-    config = defaults.default_config()
+    config = schema.default_config()
     config.evals.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
     config.evals.knn.update(k=5, weighting="majority", max_train_examples=20)
     with tfds.testing.mock_data(num_examples=24):

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import sources
@@ -53,7 +53,7 @@ def test_train_views_use_the_configured_crop_sampler():
 
 
 def _sample_data():
-    return defaults.eval_data(defaults.default_config(), run_config())
+    return schema.eval_data(schema.default_config(), run_config())
 
 
 def test_labelled_examples_subset_reads_exactly_those_files():
@@ -88,7 +88,7 @@ def test_shuffled_file_order_is_seeded_and_complete():
 
 def test_train_views_are_seeded_augmented_crops():
     data = _sample_data()
-    augment = defaults.default_config().evals.augment
+    augment = schema.default_config().evals.augment
     ds = labelled.labelled_examples(data, "train")[0].take(64)
 
     def first(seed):

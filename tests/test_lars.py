@@ -1,4 +1,4 @@
-"""Tests for byol_tf.lars: numbers against an independent numpy LARS."""
+"""Tests for byol_tf.byol.lars: numbers against an independent numpy LARS."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf.lars import LARS
+from byol_tf.byol.lars import LARS
 
 
 def numpy_lars_step(w, g, m, lr, momentum, wd, eta, excluded, mult=1.0):
@@ -158,7 +158,7 @@ def test_config_round_trip():
 
 
 def test_model_save_load_round_trip(tmp_path):
-    from byol_tf.schedules import WarmupCosineDecay
+    from byol_tf.byol.schedules import WarmupCosineDecay
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
@@ -201,7 +201,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from byol_tf.lars import LARS
+    from byol_tf.byol.lars import LARS
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():

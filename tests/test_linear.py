@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.data import labelled
 from byol_tf.data import sources
 from byol_tf.evaluation import context
@@ -58,7 +58,7 @@ def test_augmented_path_one_epoch_beats_chance_with_a_frozen_encoder():
 
 
 def test_holdout_splits_of_a_folder_source():
-    data = defaults.eval_data(defaults.default_config(), run_config())
+    data = schema.eval_data(schema.default_config(), run_config())
     train, held = linear.splits(data, 300, seed=0)
     train_images = {ex["image"] for ex in _examples(data, train).as_numpy_iterator()}
     held_images = {ex["image"] for ex in _examples(data, held).as_numpy_iterator()}
@@ -91,9 +91,9 @@ class TinyJpegs(tfds.core.GeneratorBasedBuilder):
 
 def test_holdout_splits_of_a_prepared_tfds_set(tmp_path):
     TinyJpegs(data_dir=str(tmp_path)).download_and_prepare()
-    config = defaults.default_config()
+    config = schema.default_config()
     config.evals.data.update(source="tfds", name="tiny_jpegs", data_dir=str(tmp_path), eval_split="train")
-    data = defaults.eval_data(config, run_config())
+    data = schema.eval_data(config, run_config())
     train, held = linear.splits(data, 4)
     train_images = [ex["image"] for ex in _examples(data, train).as_numpy_iterator()]
     held_images = [ex["image"] for ex in _examples(data, held).as_numpy_iterator()]
@@ -157,12 +157,12 @@ def test_an_interrupted_linear_protocol_resumes_from_its_backup(tmp_path):
     assert len(resumed["history"]["loss"]) == 2  # epochs 3 and 4 only
     assert not os.path.exists(backup)  # removed once the protocol finished
     # The runner gives every protocol its backup next to the result file.
-    result = runner.evaluate("linear", ctx, config, output=str(tmp_path / "out" / "linear.json"), print_fn=len)
+    result = runner.run_protocol("linear", ctx, config, output=str(tmp_path / "out" / "linear.json"), print_fn=len)
     assert len(result["history"]["loss"]) == 4 and not os.path.exists(tmp_path / "out" / "linear.backup")
 
 
 def test_label_fraction_samples_each_class_of_the_training_part_only():
-    data = defaults.eval_data(defaults.default_config(), run_config())
+    data = schema.eval_data(schema.default_config(), run_config())
     train, held = linear.splits(data, 300, seed=0)
     few = linear.few_labels(data, train, 0.1, seed=3)
     labels = labelled.split_labels(data, "train")
@@ -183,5 +183,5 @@ def test_cached_probe_on_a_tenth_of_the_labels_and_a_fraction_that_keeps_none():
     assert result["train_examples"] == 60 and result["eval_examples"] == 300 and result["label_fraction"] == 0.1
     assert result["variant"] == "cached_features, 0.1 of labels" and result["train_split"] == "train[0.1 of labels, seed 1]"
     config.evals.linear.label_fraction = 0.001  # 0.2 of an image per class
-    with pytest.raises(defaults.ConfigError, match="evals.linear.label_fraction=0.001 keeps no example"):
+    with pytest.raises(schema.ConfigError, match="evals.linear.label_fraction=0.001 keeps no example"):
         linear.run(ctx, config)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import defaults
-from byol_tf import run_dir
-from byol_tf import run_lock
+from byol_tf.config import schema
+from byol_tf.run import checkpoints
+from byol_tf.run import lock
 from byol_tf.data import sources
 from byol_tf.training import loop
 from byol_tf.training import stopping
@@ -28,7 +28,7 @@ from conftest import small_tree, tiny_config
 
 
 def _train(config, workdir, lines=None):
-    return loop.train(config, str(workdir), print_fn=(lines.append if lines is not None else lambda s: None))
+    return loop.run(config, str(workdir), print_fn=(lines.append if lines is not None else lambda s: None))
 
 
 def test_end_to_end_run(tmp_path, config, monkeypatch):
@@ -52,7 +52,7 @@ def test_end_to_end_run(tmp_path, config, monkeypatch):
     online, target = zip(*model.target_pairs())
     assert any(not np.allclose(o.numpy(), t.numpy()) for o, t in zip(online, target))
 
-    restored, _, step = run_dir.restore_model(str(tmp_path))
+    restored, _, step = checkpoints.restore_model(str(tmp_path))
     assert step == 4
     for a, b in zip(restored.online_encoder.weights, model.online_encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -83,10 +83,10 @@ def _stop_at(step):
 
 def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     config = tiny_config(max_steps=6, log_every_steps=2, checkpoint_every_steps=1000)
-    whole = loop.train(config, str(tmp_path / "whole"), print_fn=lambda line: None)
-    stopped = loop.train(config, str(tmp_path / "cut"), print_fn=_stop_at(2))
+    whole = loop.run(config, str(tmp_path / "whole"), print_fn=lambda line: None)
+    stopped = loop.run(config, str(tmp_path / "cut"), print_fn=_stop_at(2))
     assert (stopped.step, stopped.exit_code, stopped.finished) == (2, 143, False)
-    resumed = loop.train(config, str(tmp_path / "cut"), print_fn=lambda line: None)
+    resumed = loop.run(config, str(tmp_path / "cut"), print_fn=lambda line: None)
     assert (resumed.step, resumed.exit_code, resumed.finished) == (6, 0, True)
     for a, b in zip(whole.model.weights, resumed.model.weights):  # online, target, BN statistics, probe
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
@@ -108,7 +108,7 @@ def test_sigterm_saves_and_stops(tmp_path):
         if line.startswith("step 2/"):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    result = loop.train(config, str(tmp_path), print_fn=print_fn)
+    result = loop.run(config, str(tmp_path), print_fn=print_fn)
     assert result.step == 2 and result.exit_code == 143 and not result.finished
     assert os.path.exists(tmp_path / "checkpoints" / "ckpt-2.index")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
@@ -133,7 +133,7 @@ def test_resume_refuses_data_with_another_class_count(tmp_path):
     other = tiny_config(max_steps=4)
     tree = small_tree(str(tmp_path / "two"), 16, 0, classes=("cat", "dog"))
     other.data.update(source="folder", data_dir=tree, name="two")
-    with pytest.raises(defaults.ConfigError) as info:
+    with pytest.raises(schema.ConfigError) as info:
         _train(other, tmp_path / "run")
     message = str(info.value)
     assert "10 classes" in message and "has 2" in message and "new --workdir" in message and "\n" not in message
@@ -275,7 +275,7 @@ def test_diverged_run_never_saves_non_finite_weights(tmp_path):
     config = tiny_config(max_steps=8, log_every_steps=2, checkpoint_every_steps=2)
     config.optimizer.base_learning_rate = 1e30
     with pytest.raises(FloatingPointError, match=r"newest checkpoint \(.*(none yet|ckpt-\d+)\) holds finite weights"):
-        loop.train(config, str(tmp_path), print_fn=lambda line: None)
+        loop.run(config, str(tmp_path), print_fn=lambda line: None)
     checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
     for path in (checkpoints.all_model_checkpoint_paths if checkpoints else []):
         reader = tf.train.load_checkpoint(path)
@@ -287,11 +287,11 @@ def test_diverged_run_never_saves_non_finite_weights(tmp_path):
 
 def test_restore_step_goes_back_once_then_relaunches_resume_normally(tmp_path):
     config = tiny_config(max_steps=4, log_every_steps=2, checkpoint_every_steps=2)
-    loop.train(config, str(tmp_path), print_fn=lambda line: None)  # ckpt-2, ckpt-4
+    loop.run(config, str(tmp_path), print_fn=lambda line: None)  # ckpt-2, ckpt-4
     config = tiny_config(max_steps=6, log_every_steps=2, checkpoint_every_steps=2)
     config.training.restore_step = 3
     with pytest.raises(FileNotFoundError, match=r"step 3 .*available steps: 2, 4"):
-        loop.train(config, str(tmp_path), print_fn=lambda line: None)
+        loop.run(config, str(tmp_path), print_fn=lambda line: None)
     config.training.restore_step = 2
     lines = []
 
@@ -299,15 +299,15 @@ def test_restore_step_goes_back_once_then_relaunches_resume_normally(tmp_path):
         lines.append(line)
         _stop_at(4)(line)
 
-    assert loop.train(config, str(tmp_path), print_fn=stop_at_4).step == 4
+    assert loop.run(config, str(tmp_path), print_fn=stop_at_4).step == 4
     assert lines[0].startswith("step 4/6")  # back to 2: steps 3-4 ran again
     lines.clear()
-    again = loop.train(config, str(tmp_path), print_fn=lines.append)  # the same command, relaunched
+    again = loop.run(config, str(tmp_path), print_fn=lines.append)  # the same command, relaunched
     assert again.step == 6 and lines[0].startswith("step 6/6")  # from 4, not rewound to 2
 
 
 def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
-    with run_lock.lock(str(tmp_path)):
-        with pytest.raises(defaults.ConfigError, match="in use by another run"):
-            loop.train(tiny_config(max_steps=2), str(tmp_path), print_fn=lambda line: None)
+    with lock.lock(str(tmp_path)):
+        with pytest.raises(schema.ConfigError, match="in use by another run"):
+            loop.run(tiny_config(max_steps=2), str(tmp_path), print_fn=lambda line: None)
     assert not (tmp_path / "checkpoints").exists()

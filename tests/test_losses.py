@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import losses
+from byol_tf.byol import losses
 
 
 def _numpy_loss(p, t):

@@ -19,10 +19,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import run_dir
+from byol_tf.run import checkpoints
+
+from byol_tf.run import directory
 from byol_tf.data import pipeline
 from byol_tf.data import sources
-from byol_tf.training import checkpointing
+from byol_tf.run import checkpoints
 from byol_tf.training import progress
 from conftest import tiny_config
 from test_distributed import _difference_per_update
@@ -117,17 +119,17 @@ def test_a_non_chief_checkpointer_restores_the_chiefs_checkpoint_and_saves_into_
         tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     chief_value = tf.Variable(1.0)
-    chief = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(v=chief_value))
+    chief = checkpoints.Checkpointer(workdir, tf.train.Checkpoint(v=chief_value))
     chief.save(3)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     value = tf.Variable(0.0)
-    worker = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(v=value), chief=False)
+    worker = checkpoints.Checkpointer(workdir, tf.train.Checkpoint(v=value), chief=False)
     assert worker.restore() == 3 and float(value) == 1.0
     value.assign(2.0)
     assert worker.save(4) is None
-    assert run_dir.checkpoint_steps(workdir) == [3] and os.listdir(scratch) == []
+    assert directory.checkpoint_steps(workdir) == [3] and os.listdir(scratch) == []
 
 
 def test_a_non_chief_progress_prints_nothing_and_writes_no_events(tmp_path):
@@ -135,7 +137,7 @@ def test_a_non_chief_progress_prints_nothing_and_writes_no_events(tmp_path):
     log = progress.Progress(str(tmp_path), total_steps=4, global_batch_size=2, print_fn=lines.append, chief=False)
     log.start(0)
     log.log(2, {"loss": 1.0, "embedding_std": 0.1, "learning_rate": 0.1, "tau": 0.99})
-    assert lines == [] and not os.path.exists(run_dir.train_dir(str(tmp_path)))
+    assert lines == [] and not os.path.exists(directory.train_dir(str(tmp_path)))
 
 
 # (b) a 2-worker step equals a 1-process step with the same global batch (float64, sync BN).
@@ -264,7 +266,7 @@ def test_ctrl_c_to_the_chief_stops_all_and_restore_step_resumes_every_worker_fro
     step = _results(tmp_path, "int")[0]["step"]
     assert [r["step"] for r in _results(tmp_path, "int")] == [step, step] and 4 <= step < STEPS
     assert "Received SIGINT" in cut[0][2] and "Another worker of the cluster received SIGINT" in cut[1][2]
-    assert run_dir.checkpoint_steps(str(workdir))[:2] == [2, 4]
+    assert directory.checkpoint_steps(str(workdir))[:2] == [2, 4]
 
     # Both workers go back to step 2 (training.restore_step), train to the end, and agree.
     resumed = finish(launch(["train", workdir, workdir, STEPS, *every_2, "restore_step=2"], tmp_path, "int"))

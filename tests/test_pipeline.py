@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import pipeline
@@ -103,10 +103,10 @@ def test_every_config_uses_the_reference_crop_sampler():
         assert config.augment.crop_sampler == "reference", name
         assert config.evals.augment.crop_sampler == "reference", name
     for section in ("augment", "evals.augment"):
-        config = defaults.default_config()
+        config = schema.default_config()
         (config.evals.augment if section == "evals.augment" else config.augment).crop_sampler = "torch"
-        with pytest.raises(defaults.ConfigError, match=f"config.{section}.crop_sampler='torch'"):
-            defaults.validate(config)
+        with pytest.raises(schema.ConfigError, match=f"config.{section}.crop_sampler='torch'"):
+            schema.validate(config)
 
 
 def test_pretrain_pipelines_see_different_data(tmp_path):

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.training import precision
 
 # Excerpts of real /proc/cpuinfo flag lines.
@@ -57,13 +57,13 @@ def test_explicit_precisions_are_kept(cpuinfo, name, text):
 
 
 def test_every_precision_validates_and_others_do_not():
-    config = defaults.default_config()
+    config = schema.default_config()
     for name in precision.PRECISIONS:
         config.training.precision = name
-        defaults.validate(config)
+        schema.validate(config)
     config.training.precision = "mixed_float16"
-    with pytest.raises(defaults.ConfigError, match="training.precision"):
-        defaults.validate(config)
+    with pytest.raises(schema.ConfigError, match="training.precision"):
+        schema.validate(config)
 
 
 def _policy():

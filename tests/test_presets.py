@@ -1,6 +1,6 @@
 import pytest
 
-from byol_tf import presets
+from byol_tf.byol import presets
 
 
 def test_paper_presets():

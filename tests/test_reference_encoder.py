@@ -27,7 +27,7 @@ pytest.importorskip("haiku", reason=_EXTRA)
 import tensorflow as tf  # noqa: E402
 
 import byol_tf  # noqa: E402
-import haiku_reference as hr  # noqa: E402
+from helpers import haiku_reference as hr  # noqa: E402
 from byol_tf import deepmind_checkpoint  # noqa: E402
 from byol_tf.models import resnet  # noqa: E402
 

@@ -3,9 +3,9 @@
 Three consecutive full updates of a small BYOL (ResNet-18 x0.125, 32 px,
 batch 8, real CIFAR-10 images) on fixed views, from the same initial state:
 
-- ours: the real training step (`byol_tf.training.step.make_step_fn`) with
+- ours: the real training step (`byol_tf.byol.step.make_step_fn`) with
   `lars.LARS` on `schedules.WarmupCosineDecay` and `ema.MovingAverageTarget`,
-  built like `byol_tf.training.builders` does, in a `tf.function` (with and
+  built like `byol_tf.byol.builders` does, in a `tf.function` (with and
   without `jit_compile`);
 - the reference: DeepMind's `ByolExperiment._update_fn` + `loss_fn`
   (`byol/byol_experiment.py`), rewritten here from public JAX libraries: the
@@ -64,12 +64,13 @@ import jax.numpy as jnp  # noqa: E402
 import byol_tf  # noqa: E402
 import haiku_reference  # noqa: E402  (tests/ is on sys.path under pytest)
 from byol_tf import deepmind_checkpoint  # noqa: E402
-from byol_tf import ema  # noqa: E402
-from byol_tf import lars  # noqa: E402
-from byol_tf import schedules  # noqa: E402
+from byol_tf.byol import ema  # noqa: E402
+from byol_tf.byol import lars  # noqa: E402
+from byol_tf.byol import schedules  # noqa: E402
 from byol_tf.augment import device  # noqa: E402
-from byol_tf.models import byol  # noqa: E402
-from byol_tf.training import step as step_lib  # noqa: E402
+from byol_tf.augment import views
+from byol_tf.byol import networks  # noqa: E402
+from byol_tf.byol import step as step_lib  # noqa: E402
 
 DEPTH, WIDTH = 18, 0.125
 PROJECTOR_HIDDEN, PROJECTION, PREDICTOR_HIDDEN = 32, 16, 32
@@ -279,7 +280,7 @@ def reference_run():
 
 
 def _model():
-    return byol.BYOL(
+    return networks.BYOL(
         encoder=dict(depth=DEPTH, width_multiplier=WIDTH, stem="imagenet", shortcut="every_stage"),
         image_size=SIZE, projector_hidden_dim=PROJECTOR_HIDDEN, projection_dim=PROJECTION,
         predictor_hidden_dim=PREDICTOR_HIDDEN, num_classes=NUM_CLASSES)
@@ -288,7 +289,7 @@ def _model():
 def zero_view_configs():
     """The recipe's view configs with every augmentation probability 0."""
     return tuple({k: (0.0 if k.endswith("_prob") else v) for k, v in config.items()}
-                 for config in device.default_view_configs())
+                 for config in views.default_view_configs())
 
 
 def snapshot(model):

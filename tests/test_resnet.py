@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import defaults
-from byol_tf import run_dir
+from byol_tf.config import schema
+from byol_tf.run import directory
 from byol_tf.models import resnet as resnet_lib
 from byol_tf.models.layers import WSConv2D
 from byol_tf.serving import encoder as encoder_lib
-from byol_tf.serving import export as export_lib
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.serving import saved_model as export_lib
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 from conftest import tiny_config
 
 
@@ -322,7 +322,7 @@ def test_encoder_keys_are_the_settings_of_the_encoder():
         "depth", "width_multiplier", "stem", "norm", "shortcut", "sync_batch_norm", "bn_momentum",
         "bn_epsilon", "gn_groups", "zero_init_last_norm")
     # Every run config describes every one of them.
-    assert set(resnet_lib.ENCODER_KEYS) <= set(defaults.default_config().model)
+    assert set(resnet_lib.ENCODER_KEYS) <= set(schema.default_config().model)
 
 
 def test_frozen_encoder_rebuilds_frozen():
@@ -355,15 +355,15 @@ def test_keras_file_keeps_the_dtype_policy(tmp_path):
 
 
 def test_exported_encoder_file_is_a_resnet(tmp_path):
-    """`encoder.keras` of `byol_tf.serving.export` loads with plain Keras as the `ResNet` it was."""
+    """`encoder.keras` of `byol_tf.serving.saved_model` loads with plain Keras as the `ResNet` it was."""
     config = tiny_config()
     workdir = str(tmp_path / "run")
-    run_dir.write_config(config, workdir)
+    directory.write_config(config, workdir)
     keras.utils.set_random_seed(3)
     model = builders.build_model(config, num_classes=None, sync_batch_norm=False)
     x = _images(8, 32)
     model.online_encoder(x, training=True)  # moves the BN statistics away from their init
-    checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(2)
+    checkpoints.Checkpointer(workdir, tf.train.Checkpoint(model=model)).save(2)
     path = export_lib.export(workdir, str(tmp_path / "export"))
 
     loaded = keras.saving.load_model(f"{path}/encoder.keras")

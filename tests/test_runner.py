@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -13,15 +13,15 @@ from conftest import STEP, shared_run, tree_config
 
 
 def test_every_protocol_of_the_schema_has_a_runner():
-    assert tuple(runner.PROTOCOL_FNS) == defaults.PROTOCOLS
+    assert tuple(runner.PROTOCOL_FNS) == schema.PROTOCOLS
 
 
 def test_unknown_protocol_and_missing_run_are_user_errors(tmp_path):
-    config = defaults.default_config()
+    config = schema.default_config()
     ctx = context.Context(str(tmp_path), None, 0, None, None)
-    with pytest.raises(defaults.ConfigError, match="Unknown protocol 'probe': use one of linear, finetune, knn"):
-        runner.evaluate("probe", ctx, config)
-    with pytest.raises(defaults.USER_ERRORS, match="No training run in"):
+    with pytest.raises(schema.ConfigError, match="Unknown protocol 'probe': use one of linear, finetune, knn"):
+        runner.run_protocol("probe", ctx, config)
+    with pytest.raises(schema.USER_ERRORS, match="No training run in"):
         runner.evaluate_run("knn", str(tmp_path / "missing"), config)
 
 
@@ -32,7 +32,7 @@ def test_result_goes_to_the_protocol_file_and_is_printed(tmp_path):
     ctx = context.from_run(workdir, config)
     ctx.workdir = str(tmp_path)  # write beside a copy, not into the shared run
     printed = []
-    result = runner.evaluate("knn", ctx, config, print_fn=printed.append)
+    result = runner.run_protocol("knn", ctx, config, print_fn=printed.append)
     assert result["output"] == os.path.join(str(tmp_path), "eval", "knn.json")
     assert results.read(result["output"])["checkpoint_step"] == STEP
     assert printed[0].startswith(f"knn evaluation of {tmp_path} (step {STEP}) on sample3:train")
@@ -45,7 +45,7 @@ def test_evaluate_run_of_a_random_init_encoder(tmp_path):
     shutil.copytree(shared, workdir)  # results go into the run: a copy, not the shared run
     config = tree_config(tree)
     config.evals.knn.k = 5
-    with pytest.raises(defaults.ConfigError, match="no checkpoint step"):
+    with pytest.raises(schema.ConfigError, match="no checkpoint step"):
         runner.evaluate_run("knn", workdir, config, step=STEP, random_init=True)
     printed = []
     floor = runner.evaluate_run("knn", workdir, config, print_fn=printed.append, random_init=True)

@@ -1,4 +1,4 @@
-"""Tests for byol_tf.schedules against closed-form numpy values."""
+"""Tests for byol_tf.byol.schedules against closed-form numpy values."""
 
 import math
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf.schedules import WarmupCosineDecay
-from byol_tf.schedules import scaled_learning_rate
-from byol_tf.schedules import target_decay
+from byol_tf.byol.schedules import WarmupCosineDecay
+from byol_tf.byol.schedules import scaled_learning_rate
+from byol_tf.byol.schedules import target_decay
 
 
 def numpy_warmup_cosine(step, peak, total, warmup, end=0.0):

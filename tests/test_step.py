@@ -3,15 +3,15 @@
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import ema
-from byol_tf import lars
-from byol_tf.augment import device
-from byol_tf.models import byol
-from byol_tf.training import step as step_lib
+from byol_tf.byol import ema
+from byol_tf.byol import lars
+from byol_tf.augment import views
+from byol_tf.byol import networks
+from byol_tf.byol import step as step_lib
 
 
 def _tiny_model():
-    return byol.BYOL(
+    return networks.BYOL(
         encoder=dict(depth=18, width_multiplier=0.125, stem="small"),
         image_size=16, projector_hidden_dim=32, projection_dim=16,
         predictor_hidden_dim=32, num_classes=3)
@@ -32,7 +32,7 @@ def test_update_k_uses_tau_k_the_step_index_of_its_learning_rate():
     updater = ema.MovingAverageTarget(base_decay=0.5, total_steps=4)
     updater.set_model(model)
     step_fn = tf.function(step_lib.make_step_fn(
-        model, optimizer, updater, device.default_view_configs(), seed=0, global_batch_size=4))
+        model, optimizer, updater, views.default_view_configs(), seed=0, global_batch_size=4))
     for k in range(3):
         online, target = zip(*model.target_pairs())
         before = [t.numpy() for t in target]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from byol_tf import tables
+from byol_tf.utils import tables
 
 
 def test_aligned_defaults_to_left_columns_as_wide_as_their_widest_cell():

@@ -8,15 +8,13 @@ rate and target decay tau, each against the training step. Needs matplotlib
 (`pip install -e .[plots]`).
 """
 
-import collections
 import math
 import os
 import sys
 
-import numpy as np
-import tensorflow as tf
 
-from byol_tf import run_dir
+from byol_tf.run import directory
+from byol_tf.training import progress
 
 PANELS = (
     ("loss", "BYOL loss"),
@@ -28,26 +26,13 @@ PANELS = (
 )
 
 
-def read_scalars(workdir):
-    """Returns `{tag: (steps, values)}` from `<workdir>/train` event files."""
-    series = collections.defaultdict(dict)
-    pattern = os.path.join(run_dir.train_dir(workdir), "events.out.tfevents.*")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TensorBoard event files match {pattern}: pass the --workdir of a training run.")
-    for path in files:
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
-                series[value.tag][event.step] = number  # a resumed run overwrites repeated steps
-    return {tag: (np.array(sorted(points)), np.array([points[s] for s in sorted(points)]))
-            for tag, points in series.items()}
+
 
 
 def projection_dim(workdir):
     """The run's `config.model.projection_dim`; `None` without a readable config."""
     try:
-        return run_dir.read_config(workdir).model.projection_dim
+        return directory.read_config(workdir).model.projection_dim
     except (OSError, AttributeError, KeyError, ValueError):
         return None
 
@@ -94,7 +79,7 @@ def main(argv):
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     try:
-        scalars = read_scalars(args.workdir)
+        scalars = progress.read_scalars(args.workdir)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

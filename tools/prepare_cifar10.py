@@ -14,8 +14,8 @@ Usage (from the repository root):
     # From an archive of such folders (e.g. a colleague's cifar10_jpeg.tar.gz).
     python tools/prepare_cifar10.py --output_dir=/tmp/cifar10 --archive=cifar10_jpeg.tar.gz
 
-Then, e.g., `python tools/cifar_budget.py --data_dir=/tmp/cifar10 ...` or
-`python -m byol_tf.train --config=configs/cifar10_resnet18.py
+Then, e.g., `python -m byol_tf.experiments.budget --data_dir=/tmp/cifar10 ...` or
+`python -m byol_tf.train --config=cifar10_resnet18
 --config.data.source=folder --config.data.data_dir=/tmp/cifar10`.
 
 The folders are written next to `--output_dir` and renamed into place when

@@ -5,12 +5,13 @@ view 2. The views go through the host side (`host.two_views`: random resized
 crop + flip) and then the device side (`device.augment_view` with the recipe's
 two view configs: view 1 always blurred, view 2 sometimes solarized).
 
-Usage (from the repository root):
+Usage (byol_tf installed; matplotlib from the `[plots]` extra):
 
-    python tools/show_augmentations.py --images_dir=/work/cifar/train \
-        --num_images=8 --image_size=96 --output=augmentations.png
+    python tools/show_augmentations.py --output=/tmp/augmentations.png
+    python tools/show_augmentations.py --images_dir=/data/cifar10/train \
+        --num_images=8 --image_size=96 --output=/tmp/augmentations.png
 
-Without `--images_dir`, the bundled sample `byol_tf/data/sample/train` is used.
+Without `--images_dir`, the bundled sample's training images are used.
 """
 
 import os
@@ -19,11 +20,6 @@ import sys
 from absl import app
 from absl import flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Lets the script run from a checkout without installing the package.
-sys.path.insert(0, _REPO)
-
-_SAMPLE_DIR = os.path.join(_REPO, "byol_tf", "data", "sample", "train")
 _IMAGES_DIR = flags.DEFINE_string(
     "images_dir", None, "Folder searched recursively for .jpg/.jpeg/.png images. "
     "Default: the bundled sample byol_tf/data/sample/train.")
@@ -35,7 +31,7 @@ _CROP_SAMPLER = flags.DEFINE_enum(
     "crop_sampler", "reference", ["reference", "retry"],
     "Random resized crop window sampler: 'reference' (DeepMind's single draw, "
     "clipped to the image) or 'retry' (torchvision's).")
-_OUTPUT = flags.DEFINE_string("output", "augmentations.png", "Output PNG file.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output PNG file (required).")
 
 
 def _find_images(images_dir):
@@ -58,13 +54,12 @@ def main(argv):
     import tensorflow as tf
 
     from byol_tf.augment import device
-    from byol_tf.augment import host
 
-    images_dir = _IMAGES_DIR.value
-    if images_dir is None:
-        if not os.path.isdir(_SAMPLE_DIR):
-            sys.exit("No bundled sample found; pass --images_dir.")
-        images_dir = _SAMPLE_DIR
+    from byol_tf.augment import views
+    from byol_tf.augment import host
+    from byol_tf.data import sources
+
+    images_dir = _IMAGES_DIR.value or os.path.join(sources.sample_dir(), "train")
     paths = _find_images(images_dir)
     if not paths:
         sys.exit(f"No .jpg/.jpeg/.png images under {images_dir}")
@@ -80,7 +75,7 @@ def main(argv):
                                       sampler=_CROP_SAMPLER.value)
         views1.append(view1)
         views2.append(view2)
-    config1, config2 = device.default_view_configs()
+    config1, config2 = views.default_view_configs()
     views1 = device.augment_view(tf.stack(views1), tf.constant([_SEED.value, 1]), config1)
     views2 = device.augment_view(tf.stack(views2), tf.constant([_SEED.value, 2]), config2)
 
@@ -101,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.mark_flag_as_required("output")
     app.run(main)

@@ -55,7 +55,7 @@ def labelled_examples(data, split, indices=None, shuffle_seed=None):
     """Reads `split`, or only the examples at `indices`, in the source's order.
 
     Args:
-        data: a `config.data` ConfigDict (see `byol_tf.defaults.eval_data`).
+        data: a `config.data` ConfigDict (see `byol_tf.config.schema.eval_data`).
         split: split name, e.g. `"train"` or a TFDS slice `"train[:-10000]"`.
         indices: optional int array of example positions
             (`byol_tf.evaluation.subsets`).

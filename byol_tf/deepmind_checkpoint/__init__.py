@@ -18,7 +18,7 @@ hidden, counter}`, `projector/linear {w, b}`, `projector/batch_norm`,
 unpickler that only rebuilds NumPy arrays and plain containers and refuses
 every other global (a pickle can otherwise run arbitrary code).
 `infer_config` reads the architecture off the parameter shapes, `assign_byol`
-copies the weights into a `byol_tf.models.byol.BYOL` model and `import_run`
+copies the weights into a `byol_tf.byol.networks.BYOL` model and `import_run`
 writes an ordinary run directory that `byol_tf.export`, `byol_tf.load_encoder`
 and the evaluation protocols use unchanged.
 

@@ -170,7 +170,7 @@ def _assign_head(assigner, keras_head, params, state, head):
 
 
 def assign_byol(model, online_params, online_state, target_params=None, target_state=None):
-    """Copies the reference BYOL networks into a `byol_tf.models.byol.BYOL`.
+    """Copies the reference BYOL networks into a `byol_tf.byol.networks.BYOL`.
 
     Online: encoder, projector, predictor (when the model has one) and the
     linear probe from the reference's `classifier` (when both exist). Target

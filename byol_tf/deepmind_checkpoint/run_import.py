@@ -6,14 +6,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import defaults
-from byol_tf import run_dir
+from byol_tf.config import schema
+from byol_tf.run import directory
 from byol_tf.deepmind_checkpoint.architecture import infer_config
 from byol_tf.deepmind_checkpoint.mapping import assign_byol
 from byol_tf.deepmind_checkpoint.reader import CheckpointError
 from byol_tf.deepmind_checkpoint.reader import load
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 
 IMPORT_FILENAME = "deepmind_import.json"
 
@@ -26,7 +26,7 @@ def count_params(params):
 def build_config(info):
     """The run config of an imported network (`info` from `infer_config`)."""
 
-    config = defaults.default_config()
+    config = schema.default_config()
     m = config.model
     m.depth = info["depth"]
     m.width_multiplier = float(info["width_multiplier"])
@@ -73,7 +73,7 @@ def import_run(checkpoint_path, workdir):
     """
 
 
-    if run_dir.holds_run(workdir):
+    if directory.holds_run(workdir):
         raise FileExistsError(f"{workdir} already holds a run (config.json or checkpoints/): "
                               "import into a new --workdir.")
     checkpoint = load(checkpoint_path)
@@ -94,10 +94,10 @@ def import_run(checkpoint_path, workdir):
     except CheckpointError as e:
         raise CheckpointError(f"{checkpoint_path}: {e}") from None
 
-    if run_dir.holds_run(workdir):  # appeared while we were loading
+    if directory.holds_run(workdir):  # appeared while we were loading
         raise FileExistsError(f"{workdir} already holds a run: import into a new --workdir.")
-    run_dir.write_config(config, workdir)
-    saver = checkpointing.Checkpointer(workdir, tf.train.Checkpoint(model=model), keep=1)
+    directory.write_config(config, workdir)
+    saver = checkpoints.Checkpointer(workdir, tf.train.Checkpoint(model=model), keep=1)
     path = saver.save(checkpoint.step)
     summary = dict(
         depth=info["depth"],
@@ -116,4 +116,4 @@ def import_run(checkpoint_path, workdir):
     return summary
 
 
-USER_ERRORS = defaults.USER_ERRORS + (CheckpointError, FileExistsError)
+USER_ERRORS = schema.USER_ERRORS + (CheckpointError, FileExistsError)

@@ -11,7 +11,7 @@ import warnings
 
 import keras
 
-from byol_tf import schedules
+from byol_tf.byol import schedules
 from byol_tf.evaluation import metrics
 
 
@@ -109,7 +109,7 @@ def fit(model, train_batches, num_examples, section, num_classes, verbose=0, cal
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
-def evaluate(model, test_batches):
+def score(model, test_batches):
     """Returns `{"top1", "top5", "loss"}` of `model` on `(image, label)` batches."""
     with warnings.catch_warnings():
         # A one-pass dataset of unknown length (ignore_errors) ends as it should.

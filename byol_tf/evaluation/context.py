@@ -12,11 +12,11 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from byol_tf import defaults
-from byol_tf import run_dir
+from byol_tf.config import schema
+from byol_tf.run import checkpoints
 from byol_tf.data import labelled
 from byol_tf.evaluation import features
-from byol_tf.training import builders
+from byol_tf.byol import builders
 
 
 @dataclasses.dataclass
@@ -27,7 +27,7 @@ class Context:
         workdir: the pretraining run directory (recorded in results).
         encoder: the online encoder (float `[0, 1]` images -> `[B, D]`).
         step: the checkpoint step that was loaded (`0` for a random encoder).
-        data: the resolved data config (`defaults.eval_data`).
+        data: the resolved data config (`schema.eval_data`).
         strategy: the `tf.distribute.Strategy` holding the encoder.
         batch_size: feature-extraction and test batch size. Defaults to `256`.
         variant: a note for the result's `variant` (e.g. `"random init"`).
@@ -85,12 +85,12 @@ def from_run(workdir, config, step=None, strategy=None):
     Returns:
         A `Context`.
     """
-    defaults.validate_evals(config)
+    schema.validate_evals(config)
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model, run_config, step = run_dir.restore_model(workdir, step)
-    data = defaults.eval_data(config, run_config)
+        model, run_config, step = checkpoints.restore_model(workdir, step)
+    data = schema.eval_data(config, run_config)
     return Context(workdir, model.online_encoder, step, data, strategy, int(config.evals.batch_size))
 
 
@@ -115,7 +115,7 @@ def random_init(workdir, config, run_config=None, strategy=None, calibration_exa
     keras.utils.set_random_seed(config.seed + 1)
     with strategy.scope():
         encoder = builders.build_model(run_config, None, sync_batch_norm=False).online_encoder
-    data = defaults.eval_data(config, run_config)
+    data = schema.eval_data(config, run_config)
     context = Context(workdir, encoder, 0, data, strategy, int(config.evals.batch_size), "random init")
     examples = labelled.labelled_examples(data, data.train_split, shuffle_seed=config.seed)[0]
     crops = labelled.center_crops(examples, context.image_size, data.eval_crop_fraction, calibration_examples)

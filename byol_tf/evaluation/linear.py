@@ -12,7 +12,7 @@ the training statistics, and the same head is trained on them
 
 With `label_fraction=f < 1`, the classifier sees only a seeded per-class
 sample of the training labels (`subset_seed`; the few-label comparison of
-`tools/few_labels.py`), drawn after any held-out split.
+`byol_tf.experiments.few_labels`), drawn after any held-out split.
 
 With `holdout_examples=N`, training images are held out for the learning-rate
 sweep and reported on instead of the test split: TFDS takes the last N of
@@ -31,7 +31,7 @@ import keras
 from byol_tf.data import labelled
 from byol_tf.evaluation import classifier
 from byol_tf.evaluation import metrics
-from byol_tf.evaluation import semi_supervised
+from byol_tf.evaluation import finetune
 from byol_tf.evaluation import subsets
 
 
@@ -106,7 +106,7 @@ def splits(data, holdout=0, seed=0):
 def few_labels(data, train, fraction, seed):
     """`train` (`(split, indices, name)` of `splits`) narrowed to a seeded per-class label sample."""
     split, pool, name = train
-    indices, _ = semi_supervised.label_sample(data, split, fraction, seed, pool, key="evals.linear.label_fraction")
+    indices, _ = finetune.label_sample(data, split, fraction, seed, pool, key="evals.linear.label_fraction")
     return split, indices, f"{name}[{fraction:g} of labels, seed {seed}]"
 
 
@@ -142,7 +142,7 @@ def run(context, config, verbose=0, callbacks=None):
                                        config.seed, data.shuffle_buffer, data.cache)
         history = classifier.fit(model, batches, train_count, lin, num_classes, verbose, callbacks)
         test_examples, _, test_count = labelled.labelled_examples(data, test[0], test[1])
-        scores = classifier.evaluate(model, labelled.as_pairs(context.center_crops(test_examples)))
+        scores = classifier.score(model, labelled.as_pairs(context.center_crops(test_examples)))
         augment = augment.to_dict()
     variant = "cached_features" if lin.cache_features else "augmented"
     labels = f"{lin.label_fraction:g} of labels" if lin.label_fraction < 1.0 else ""

@@ -1,6 +1,6 @@
 """Evaluation results: the JSON file every protocol writes, and a short table.
 
-A protocol writes its result to `byol_tf.run_dir.eval_path(workdir, protocol)`
+A protocol writes its result to `byol_tf.run.directory.eval_path(workdir, protocol)`
 (`<workdir>/eval/<protocol>.json`) unless given another path. A result is a
 flat JSON object; accuracies are fractions in `[0, 1]`:
 
@@ -18,7 +18,7 @@ import os
 
 import tensorflow as tf
 
-from byol_tf import tables
+from byol_tf.utils import tables
 
 REQUIRED_KEYS = (
     "protocol", "dataset", "train_split", "eval_split", "train_examples", "eval_examples",

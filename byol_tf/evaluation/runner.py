@@ -3,10 +3,10 @@
 Example:
 
 ```python
-from byol_tf import defaults
+from byol_tf.config import schema
 from byol_tf.evaluation import runner
 
-config = defaults.default_config()  # its `evals` section: the paper's protocols
+config = schema.default_config()  # its `evals` section: the paper's protocols
 config.evals.knn.k = 20
 result = runner.evaluate_run("knn", "/tmp/byol_quickstart", config)
 ```
@@ -16,19 +16,19 @@ import os
 
 import keras
 
-from byol_tf import defaults
-from byol_tf import run_dir
+from byol_tf.config import schema
+from byol_tf.run import directory
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import linear
 from byol_tf.evaluation import results
-from byol_tf.evaluation import semi_supervised
+from byol_tf.evaluation import finetune
 
-# Every protocol named in `defaults.PROTOCOLS`: `run(context, config, verbose, callbacks) -> result dict`.
-PROTOCOL_FNS = {"linear": linear.run, "finetune": semi_supervised.run, "knn": knn.run}
+# Every protocol named in `schema.PROTOCOLS`: `run(context, config, verbose, callbacks) -> result dict`.
+PROTOCOL_FNS = {"linear": linear.run, "finetune": finetune.run, "knn": knn.run}
 
 
-def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0, callbacks=()):
+def run_protocol(protocol, context, config, output=None, print_fn=print, verbose=0, callbacks=()):
     """Evaluates `context`'s encoder with one protocol and writes the result.
 
     Args:
@@ -51,11 +51,11 @@ def evaluate(protocol, context, config, output=None, print_fn=print, verbose=0, 
         `"output"`: the file's path.
     """
     if protocol not in PROTOCOL_FNS:
-        raise defaults.ConfigError(f"Unknown protocol {protocol!r}: use one of {', '.join(defaults.PROTOCOLS)}.")
+        raise schema.ConfigError(f"Unknown protocol {protocol!r}: use one of {', '.join(schema.PROTOCOLS)}.")
     encoder = f"step {context.step}" if not context.variant else context.variant
     print_fn(f"{protocol} evaluation of {context.workdir} ({encoder}) on "
              f"{context.data.name}:{context.data.train_split} ...")
-    path = output or run_dir.eval_path(context.workdir, protocol)
+    path = output or directory.eval_path(context.workdir, protocol)
     backup = keras.callbacks.BackupAndRestore(os.path.splitext(path)[0] + ".backup")
     result = PROTOCOL_FNS[protocol](context, config, verbose, [backup, *callbacks])
     path = results.write(result, path)
@@ -85,9 +85,9 @@ def evaluate_run(protocol, workdir, config, step=None, output=None, strategy=Non
     """
     if not random_init:
         context = context_lib.from_run(workdir, config, step, strategy)
-        return evaluate(protocol, context, config, output, print_fn, verbose)
+        return run_protocol(protocol, context, config, output, print_fn, verbose)
     if step is not None:
-        raise defaults.ConfigError(f"A random-init encoder has no checkpoint step (got step {step}): drop the step.")
-    context = context_lib.random_init(workdir, config, run_dir.read_config(workdir), strategy)
-    output = output or run_dir.eval_path(workdir, protocol + "_random_init")
-    return evaluate(protocol, context, config, output, print_fn, verbose)
+        raise schema.ConfigError(f"A random-init encoder has no checkpoint step (got step {step}): drop the step.")
+    context = context_lib.random_init(workdir, config, directory.read_config(workdir), strategy)
+    output = output or directory.eval_path(workdir, protocol + "_random_init")
+    return run_protocol(protocol, context, config, output, print_fn, verbose)

@@ -12,7 +12,9 @@ import os
 import keras
 import tensorflow as tf
 
-from byol_tf import run_dir
+from byol_tf.run import checkpoints
+
+from byol_tf.run import directory
 from byol_tf.augment import host
 from byol_tf.models import layers  # noqa: F401  (registers WSConv2D for loading)
 from byol_tf.models import resnet  # noqa: F401  (registers ResNet for loading)
@@ -29,7 +31,7 @@ def load_encoder(path, trainable=True, bn_inference=False, step=None):
     - an export version directory `<export_dir>/<version>` (its
       `encoder.keras` is loaded);
     - a training workdir: the online encoder of its newest checkpoint (or of
-      `step`), rebuilt by `byol_tf.run_dir.restore_model`.
+      `step`), rebuilt by `byol_tf.run.checkpoints.restore_model`.
 
     The model is float32, has no synchronized batch norm and no custom
     gradients: it drops into `keras.Sequential([encoder, Dense(n)])` and
@@ -68,8 +70,8 @@ def load_encoder(path, trainable=True, bn_inference=False, step=None):
     ```
     """
     path = given = os.fspath(path)
-    if run_dir.has_config(path):
-        encoder = run_dir.restore_model(path, step)[0].online_encoder
+    if directory.has_config(path):
+        encoder = checkpoints.restore_model(path, step)[0].online_encoder
     else:
         if step is not None:
             raise ValueError(f"`step` only applies to a training workdir; {path} is not one. Received: step={step}")

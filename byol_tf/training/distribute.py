@@ -7,7 +7,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from byol_tf import defaults
+from byol_tf.config import schema
 
 
 def cluster_size(tf_config=None):
@@ -18,7 +18,7 @@ def cluster_size(tf_config=None):
             variable. Defaults to `None`.
 
     Raises:
-        byol_tf.defaults.ConfigError: `TF_CONFIG` is not JSON of the form
+        byol_tf.config.schema.ConfigError: `TF_CONFIG` is not JSON of the form
             `{"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}`.
     """
     return _cluster(tf_config)[0]
@@ -32,7 +32,7 @@ def is_chief_task(tf_config=None):
     evaluation) run once in a cluster without building a cluster strategy.
 
     Raises:
-        byol_tf.defaults.ConfigError: as `cluster_size`.
+        byol_tf.config.schema.ConfigError: as `cluster_size`.
     """
     size, task_type, index, has_chief = _cluster(tf_config)
     if size <= 1:
@@ -53,7 +53,7 @@ def _cluster(tf_config):
         if task_type in ("chief", "worker") and not 0 <= index < len(cluster.get(task_type, [])):
             raise ValueError(f"task {task_type}:{index} is not in the cluster")
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise defaults.ConfigError(
+        raise schema.ConfigError(
             f"TF_CONFIG does not describe a cluster ({type(e).__name__}: {e}): set it to JSON like "
             '{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}.'
         ) from None
@@ -73,7 +73,7 @@ def get_strategy(tpu=None):
             default strategy.
 
     Raises:
-        byol_tf.defaults.ConfigError: `TF_CONFIG` does not parse.
+        byol_tf.config.schema.ConfigError: `TF_CONFIG` does not parse.
     """
     if tpu:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)

@@ -9,14 +9,15 @@ import signal
 import tensorflow as tf
 from absl import logging
 
-from byol_tf import defaults
-from byol_tf import run_dir
-from byol_tf import run_lock
+from byol_tf.config import schema
+from byol_tf.run import checkpoints
+from byol_tf.run import directory
+from byol_tf.run import lock
 from byol_tf.data import pipeline
 from byol_tf.data import checks
 from byol_tf.data import sources
-from byol_tf.training import builders
-from byol_tf.training import checkpointing
+from byol_tf.byol import builders
+from byol_tf.run import checkpoints
 from byol_tf.training import distribute
 from byol_tf.training import progress
 from byol_tf.training import stopping
@@ -78,12 +79,12 @@ def make_loop_fn(strategy, step_fn, with_probe, jit_compile=False, stop=None):
     return loop
 
 
-def train(config, workdir, strategy=None, print_fn=None):
+def run(config, workdir, strategy=None, print_fn=None):
     """Pretrains BYOL as `config` describes, checkpointing into `workdir`.
 
     Resumes from the newest checkpoint in `workdir` when there is one (see
     `training.restore_step` for an older one). The workdir is locked while
-    the run lasts (`run_lock.lock`). In a multi-worker cluster
+    the run lasts (`lock.lock`). In a multi-worker cluster
     (`MultiWorkerMirroredStrategy`, `workdir` shared by all workers) every
     worker resumes from the same checkpoint and trains, but only the chief
     (`distribute.is_chief`) locks `workdir` and writes into it (checkpoints,
@@ -95,7 +96,7 @@ def train(config, workdir, strategy=None, print_fn=None):
     (finite) checkpoint and never overwrites it with non-finite weights.
 
     Args:
-        config: a `ConfigDict` from `byol_tf.defaults.default_config()`.
+        config: a `ConfigDict` from `byol_tf.config.schema.default_config()`.
         workdir: run directory (checkpoints, TensorBoard events, config.json).
         strategy: a `tf.distribute.Strategy`. Defaults to the current one.
         print_fn: progress line printer. Defaults to flushed `print`.
@@ -104,21 +105,21 @@ def train(config, workdir, strategy=None, print_fn=None):
         A `TrainResult` with the model, the final step and last metrics.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    defaults.validate(config, num_replicas=strategy.num_replicas_in_sync)
+    schema.validate(config, num_replicas=strategy.num_replicas_in_sync)
     if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
         with distribute.start_together(strategy):  # a failure of any worker before the first step stops all
             info, listing = _check_data(config)
         return _train(config, workdir, strategy, info, listing, print_fn)
     with contextlib.ExitStack() as stack:
         with distribute.start_together(strategy):
-            run_dir.check_writable(workdir)
-            stack.enter_context(run_lock.lock(workdir))  # one run per workdir; a killed run's lock is taken over
-            run_dir.clean_leftovers(workdir)  # half-written checkpoints of killed runs
+            directory.check_writable(workdir)
+            stack.enter_context(lock.lock(workdir))  # one run per workdir; a killed run's lock is taken over
+            checkpoints.clean_leftovers(workdir)  # half-written checkpoints of killed runs
             info, listing = _check_data(config)
             if config.model.linear_probe:  # the probe's checkpoint has one column per class
-                run_dir.check_num_classes(workdir, info.num_classes)
-            run_dir.write_config(config, workdir)
-            run_dir.write_num_classes(workdir, info.num_classes)
+                directory.check_num_classes(workdir, info.num_classes)
+            directory.write_config(config, workdir)
+            directory.write_num_classes(workdir, info.num_classes)
         return _train(config, workdir, strategy, info, listing, print_fn)
 
 
@@ -143,15 +144,15 @@ def _train(config, workdir, strategy, info, listing, print_fn):
     built = builders.build_training(config, info.num_examples, info.num_classes, strategy)
     model, optimizer, run_plan = built.model, built.optimizer, built.plan
 
-    checkpointer = checkpointing.Checkpointer(
+    checkpointer = checkpoints.Checkpointer(
         workdir, tf.train.Checkpoint(model=model, optimizer=optimizer), keep=config.training.keep_checkpoints,
         chief=chief)
     # The newest readable checkpoint, or training.restore_step's (once); else the initialization.
-    restore_step = run_dir.pending_restore_step(workdir, config.training.get("restore_step"))
+    restore_step = directory.pending_restore_step(workdir, config.training.get("restore_step"))
     checkpointer.restore(restore_step)
     distribute.barrier(strategy)  # every worker has read restore.json and restored before the chief records
     if restore_step and chief:
-        run_dir.record_restore_step(workdir, restore_step)
+        directory.record_restore_step(workdir, restore_step)
     start = int(optimizer.iterations.numpy())
 
     per_replica_batch = run_plan.global_batch_size // strategy.num_replicas_in_sync
@@ -179,7 +180,7 @@ def _train(config, workdir, strategy, info, listing, print_fn):
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """What `train()` returns.
+    """What `run()` returns.
 
     Args:
         model: the trained `BYOL` model.
@@ -190,7 +191,7 @@ class TrainResult:
         exit_code: `0` when the run reached its last step (or was already
             there); `128 + signal number` when SIGTERM (143) or Ctrl-C (130)
             stopped it early, after saving. Defaults to `0`.
-        evaluations: end-of-run results by name (`byol_tf.pretraining.run`
+        evaluations: end-of-run results by name (`byol_tf.training.pretrain.run`
             fills it). Defaults to `{}`.
     """
 
@@ -218,7 +219,7 @@ def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, 
     cluster_stopped = False
 
     def save():
-        if not checkpointing.all_finite(model.variables):
+        if not checkpoints.all_finite(model.variables):
             raise FloatingPointError(
                 f"The weights are no longer finite at step {step}: not saved. The newest checkpoint "
                 f"({checkpointer.latest or 'none yet'}) holds finite weights; lower the learning rate "

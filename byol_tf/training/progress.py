@@ -1,12 +1,15 @@
 """Console progress and TensorBoard summaries of a training run."""
 
+import collections
 import functools
 import math
+import os
 import time
 
+import numpy as np
 import tensorflow as tf
 
-from byol_tf import run_dir
+from byol_tf.run import directory
 
 
 def format_duration(seconds):
@@ -24,7 +27,7 @@ def _silent(*args, **kwargs):
 class Progress:
     """Prints one line per logging interval and writes TensorBoard scalars.
 
-    Scalars go to `run_dir.train_dir(workdir)` (`<workdir>/train`): `loss`, `probe_accuracy`, `probe_loss`,
+    Scalars go to `directory.train_dir(workdir)` (`<workdir>/train`): `loss`, `probe_accuracy`, `probe_loss`,
     `embedding_std` (collapse monitor), `learning_rate`, `tau`,
     `images_per_second`.
 
@@ -43,7 +46,7 @@ class Progress:
         self.total_steps = total_steps
         self.global_batch_size = global_batch_size
         self.print_fn = (print_fn or functools.partial(print, flush=True)) if chief else _silent
-        self.writer = tf.summary.create_file_writer(run_dir.train_dir(workdir)) if chief else None
+        self.writer = tf.summary.create_file_writer(directory.train_dir(workdir)) if chief else None
         self._last_time = None
         self._last_step = None
 
@@ -75,3 +78,18 @@ class Progress:
         ]
         self.print_fn(" | ".join(parts))
         return images_per_second
+
+def read_scalars(workdir):
+    """Returns `{tag: (steps, values)}` from `<workdir>/train` event files."""
+    series = collections.defaultdict(dict)
+    pattern = os.path.join(directory.train_dir(workdir), "events.out.tfevents.*")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No TensorBoard event files match {pattern}: pass the --workdir of a training run.")
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                series[value.tag][event.step] = number  # a resumed run overwrites repeated steps
+    return {tag: (np.array(sorted(points)), np.array([points[s] for s in sorted(points)]))
+            for tag, points in series.items()}

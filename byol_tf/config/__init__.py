@@ -1,0 +1,1 @@
+"""Configuration: the schema (`schema`) and finding configs by name (`loading`)."""

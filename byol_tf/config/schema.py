@@ -1,0 +1,362 @@
+"""The one configuration schema: every key of pretraining and evaluation, with the paper's defaults.
+
+Every packaged config (`byol_tf.configs`, the repository's `configs/`) starts
+from `default_config()` or another config and overrides values; since the
+returned `ConfigDict` is locked, a misspelt key (in a config file or a
+`--config.a.b=value` flag) is an error, not silently a new key. `validate()`
+checks values against the allowed values listed here and raises
+`ConfigError` with a one-line message naming the key and the fix. This
+module imports no TensorFlow.
+
+Sections: `model`, `data`, `augment`, `optimizer`, `target`, `training` (the
+pretraining run) and `evals`: the evaluation protocols (`linear`,
+`finetune`, `knn`), read both by the end-of-run evaluation
+(`evals.at_end`) and by `python -m byol_tf.evaluate --protocol=...`.
+`evals.data` values left empty take the pretraining run's data.
+
+A config file's argument after the colon may include `smoke`
+(`--config=quickstart:smoke`, big_vision's `runlocal`): the same code paths
+shrunk to seconds on the bundled sample (`smoke()`).
+"""
+
+import ml_collections
+
+from byol_tf.augment import views
+from byol_tf.byol import presets
+
+# Allowed values, as data: this module imports no TensorFlow, so a config file
+# (and `--help`) loads in a fraction of a second. `tests/test_schema.py` checks
+# each tuple against the module that implements the choices.
+NORMS = ("batch", "group_ws", "none")  # byol_tf.models.layers.NORMS
+DEPTHS = (18, 34, 50, 101, 152, 200)  # byol_tf.models.resnet.BLOCKS
+STEMS = ("auto", "imagenet", "small")  # byol_tf.models.resnet.STEMS
+SHORTCUTS = ("every_stage", "when_needed")  # byol_tf.models.resnet.SHORTCUTS
+SOURCES = ("tfds", "folder", "sample")  # byol_tf.data.sources.SOURCES
+CROP_SAMPLERS = ("reference", "retry")  # byol_tf.augment.host.CROP_SAMPLERS
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")  # byol_tf.training.precision.PRECISIONS
+KNN_WEIGHTINGS = ("temperature", "majority")  # byol_tf.evaluation.knn.WEIGHTINGS
+TAU_SCHEDULES = ("cosine", "constant")  # byol_tf.byol.ema.TAU_SCHEDULES
+MIN_IMAGE_SIZE = 8  # byol_tf.byol.networks.MIN_IMAGE_SIZE
+
+# The evaluation protocols: one `config.evals` section each.
+PROTOCOLS = ("linear", "finetune", "knn")
+# `config.evals.data` keys whose empty value means "the pretraining run's".
+_EVAL_DATA_KEYS = ("source", "name", "data_dir", "train_split", "eval_split", "eval_crop_fraction")
+_PAPER = presets.imagenet_preset(300)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid."""
+
+
+class DataError(ValueError):
+    """A data set that cannot be read; the message says what to change."""
+
+
+# Errors whose message tells the user what to fix (a config value, a data set,
+# a missing file, a diverged run): the entry points hand them to `cli.run`,
+# which prints them as one line. An entry point adds its own classes to these.
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FloatingPointError)
+
+
+def default_config():
+    """Returns the ImageNet ResNet-50 BYOL configuration (300-epoch preset, the paper's protocols)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = dict(
+        depth=50,
+        width_multiplier=1.0,
+        stem="auto",
+        norm="batch",  # batch | group_ws | none
+        # every_stage: projection shortcut in each stage's first block (reference)
+        # when_needed: only where the shape changes (torchvision)
+        shortcut="every_stage",
+        sync_batch_norm=True,  # only takes effect with several replicas
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        gn_groups=32,
+        zero_init_last_norm=False,
+        projector_hidden_dim=4096,
+        projection_dim=256,
+        predictor_hidden_dim=4096,
+        use_predictor=True,
+        linear_probe=True,
+    )
+    c.data = dict(
+        source="tfds",  # tfds | folder | sample
+        name="imagenet2012",
+        data_dir=ml_collections.FieldReference(None, field_type=str),
+        train_split="train",
+        eval_split="validation",
+        shuffle_buffer=10_000,
+        cache=False,  # keep encoded images in memory (small data sets)
+        deterministic=False,  # tf.data determinism (slower; exact input order)
+        check_files=True,  # skip and count unreadable files when listing folders
+        image_size=224,
+        eval_crop_fraction=224 / 256,
+    )
+    view1, view2 = views.default_view_configs()
+    c.augment = dict(
+        area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        flip_prob=0.5,
+        # reference: one draw, clipped to the image (DeepMind's BYOL pipeline)
+        # retry: up to 10 draws, first that fits, else the whole image (torchvision)
+        crop_sampler="reference",
+        view1=view1,
+        view2=view2,
+    )
+    c.optimizer = dict(
+        base_learning_rate=_PAPER.base_learning_rate,  # per 256 images: lr = base * batch / 256
+        weight_decay=_PAPER.weight_decay,
+        momentum=0.9,
+        eta=1e-3,
+        warmup_epochs=10.0,  # may be fractional (short runs)
+        # {regex on variable path: lr multiplier}, e.g. {"predictor": 10.0}.
+        lr_multipliers={},
+    )
+    c.target = dict(base_decay=_PAPER.base_target_decay, schedule="cosine")  # cosine | constant
+    c.training = dict(
+        batch_size=4096,  # global, across all replicas
+        epochs=300,
+        max_steps=0,  # > 0 stops after this many steps (smoke runs)
+        steps_per_loop=10,  # steps per compiled call (host round trip)
+        log_every_steps=100,
+        checkpoint_every_steps=1000,
+        keep_checkpoints=3,
+        # > 0 resumes from the checkpoint of this step instead of the newest
+        # (e.g. the last one before a divergence); later saves continue from it.
+        restore_step=0,
+        precision="float32",  # float32 | mixed_bfloat16 | auto (bf16 where the hardware has it)
+        jit_compile=False,  # XLA on CPU/GPU; TPU always compiles with XLA
+    )
+    c.evals = dict(
+        # Protocols run after pretraining, comma-separated (e.g. "linear" or
+        # "linear,knn"); results go to <workdir>/eval/<protocol>.json.
+        at_end="",
+        compare_random_init=False,  # ... and the same for a random encoder (eval/<protocol>_random_init.json)
+        batch_size=256,  # feature extraction and test batches
+        data=dict(
+            source="",  # "" = the run's; else tfds | folder | sample
+            name="",
+            data_dir="",
+            train_split="",
+            eval_split="",
+            eval_crop_fraction=0.0,  # 0.0 = the run's
+            cache=False,  # keep the encoded training images in memory
+            shuffle_buffer=10_000,
+        ),
+        # Host-side train views of the augmented linear and fine-tuning protocols.
+        augment=dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5,
+                     crop_sampler="reference"),
+        linear=dict(
+            epochs=80,
+            batch_size=1024,
+            base_learning_rate=0.2,  # lr = base * batch / 256, cosine decay to 0
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=0.0,
+            # True: train on cached, standardized centre-crop features (fast path).
+            cache_features=False,
+            max_train_examples=0,  # > 0 caps the cached training features (a random subset)
+            # > 0: train on the rest, report on this many held-out training images
+            # (the paper sweeps the lr on 10,000): TFDS takes the last N, folders N at random.
+            holdout_examples=0,
+            # < 1.0: train on a seeded per-class sample of the training labels
+            # (few-label evaluation; see finetune.label_fraction).
+            label_fraction=1.0,
+            subset_seed=0,
+        ),
+        finetune=dict(
+            # Fraction of labels per class (seeded); 1.0 = the whole train split
+            # (e.g. the fixed subsets imagenet2012_subset/1pct and /10pct).
+            label_fraction=1.0,
+            subset_seed=0,
+            epochs=30,
+            batch_size=1024,
+            base_learning_rate=0.05,  # lr = base * batch / 256, cosine decay to 0
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=0.0,
+            bn_training=True,  # False freezes BN statistics and affine parameters
+        ),
+        knn=dict(
+            k=200,
+            temperature=0.07,
+            weighting="temperature",  # temperature | majority
+            max_train_examples=0,  # > 0 caps the training feature bank (a random subset)
+            query_batch_size=256,
+            train_chunk_size=65_536,
+        ),
+    )
+    c.lock()
+    return c
+
+
+
+
+def get_config(arg=""):
+    """`default_config()` (`[:smoke]`) as a config file: every key, the paper's values."""
+    _, smoke_run = config_arg(arg)
+    config = default_config()
+    return smoke(config) if smoke_run else config
+
+
+def config_arg(arg):
+    """Splits a config file's argument: `"1000,smoke"` -> `(["1000"], True)`."""
+    tokens = [t.strip() for t in str(arg or "").split(",") if t.strip()]
+    return [t for t in tokens if t != "smoke"], "smoke" in tokens
+
+
+def smoke(config):
+    """Shrinks `config` to a seconds-long run of the same code paths; returns it.
+
+    A ResNet-18 x0.25 with small heads on 32-pixel images of the bundled
+    sample, float32, 4 steps of 16 in deterministic mode, and evaluation
+    protocols of an epoch or two. What the config chose otherwise (views,
+    optimizer, schedules, which protocols run at the end) is kept.
+    """
+    config.model.update(depth=18, width_multiplier=0.25, stem="small", projector_hidden_dim=64,
+                        projection_dim=32, predictor_hidden_dim=64, gn_groups=min(config.model.gn_groups, 8))
+    config.data.update(source="sample", name="cifar10_sample", data_dir=None, train_split="train",
+                       eval_split="test", image_size=32, eval_crop_fraction=1.0, cache=True,
+                       shuffle_buffer=2000, deterministic=True)
+    config.training.update(precision="float32", batch_size=16, max_steps=4, steps_per_loop=2,
+                           log_every_steps=2, checkpoint_every_steps=1000)
+    config.evals.update(batch_size=256)
+    config.evals.data.update(source="", name="", data_dir="", train_split="", eval_split="",
+                             eval_crop_fraction=0.0)
+    config.evals.linear.update(epochs=2, batch_size=64, holdout_examples=0)
+    config.evals.finetune.update(epochs=1, batch_size=16)
+    config.evals.knn.update(k=20)
+    return config
+
+
+def at_end_protocols(config):
+    """The protocols `config.evals.at_end` names, in order."""
+    return tuple(p.strip() for p in str(config.evals.at_end).split(",") if p.strip())
+
+
+def _fail(key, value, why):
+    raise ConfigError(f"config.{key}={value!r}: {why}")
+
+
+def _choices(values):
+    return ", ".join(repr(v) for v in values)
+
+
+def validate(config, num_replicas=1):
+    """Checks `config` and raises `ConfigError` naming the bad key and the fix."""
+    m, d, t, o = config.model, config.data, config.training, config.optimizer
+    if m.norm not in NORMS:
+        _fail("model.norm", m.norm, f"use one of {_choices(NORMS)}")
+    if isinstance(m.depth, bool) or m.depth not in DEPTHS:
+        _fail("model.depth", m.depth, f"use one of {_choices(DEPTHS)}")
+    if m.stem not in STEMS:
+        _fail("model.stem", m.stem, f"use one of {_choices(STEMS)}")
+    if m.shortcut not in SHORTCUTS:
+        _fail("model.shortcut", m.shortcut, f"use one of {_choices(SHORTCUTS)}")
+    if not m.width_multiplier > 0 or round(64 * m.width_multiplier) < 1:
+        _fail("model.width_multiplier", m.width_multiplier, "must be > 0 (e.g. 0.25, 1, 2)")
+    if d.image_size < MIN_IMAGE_SIZE:
+        _fail("data.image_size", d.image_size, f"must be >= {MIN_IMAGE_SIZE} pixels (e.g. 32 or 224)")
+    if d.source not in SOURCES:
+        _fail("data.source", d.source, f"use one of {_choices(SOURCES)}")
+    if d.source == "folder" and not d.data_dir:
+        _fail("data.data_dir", d.data_dir, "an image-folder source needs --config.data.data_dir=DIR")
+    if t.precision not in PRECISIONS:
+        _fail("training.precision", t.precision, f"use one of {PRECISIONS}")
+    if t.batch_size < 1:
+        _fail("training.batch_size", t.batch_size, "must be a positive global batch size")
+    if t.batch_size % num_replicas:
+        _fail(
+            "training.batch_size",
+            t.batch_size,
+            f"must be divisible by the {num_replicas} replicas; "
+            f"use e.g. {max(1, t.batch_size // num_replicas) * num_replicas}",
+        )
+    if t.epochs <= 0 and t.max_steps <= 0:
+        _fail("training.epochs", t.epochs, "set epochs > 0 (or training.max_steps > 0)")
+    if t.steps_per_loop < 1:
+        _fail("training.steps_per_loop", t.steps_per_loop, "must be >= 1")
+    for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+        if t[key] < 1:
+            _fail(f"training.{key}", t[key], "must be >= 1")
+    if t.restore_step < 0:
+        _fail("training.restore_step", t.restore_step, "must be a checkpoint step, or 0 for the newest")
+    if config.target.schedule not in TAU_SCHEDULES:
+        _fail("target.schedule", config.target.schedule, f"use one of {_choices(TAU_SCHEDULES)}")
+    if not 0.0 <= config.target.base_decay <= 1.0:
+        _fail("target.base_decay", config.target.base_decay, "tau must be in [0, 1]")
+    if o.base_learning_rate < 0 or o.weight_decay < 0:
+        _fail("optimizer", (o.base_learning_rate, o.weight_decay), "learning rate and weight decay must be >= 0")
+    if o.warmup_epochs < 0:
+        _fail("optimizer.warmup_epochs", o.warmup_epochs, "must be >= 0")
+    if config.augment.crop_sampler not in CROP_SAMPLERS:
+        _fail("augment.crop_sampler", config.augment.crop_sampler, f"use one of {CROP_SAMPLERS}")
+    for name in ("view1", "view2"):
+        try:
+            views.read_view_config(config.augment[name])
+        except ValueError as e:
+            raise ConfigError(f"config.augment.{name}: {e}") from None
+    validate_evals(config)
+
+
+def validate_evals(config):
+    """Checks `config.evals`; raises `ConfigError` naming the bad key and the fix."""
+    e = config.evals
+    for protocol in at_end_protocols(config):
+        if protocol not in PROTOCOLS:
+            _fail("evals.at_end", e.at_end, f"name protocols among {_choices(PROTOCOLS)}, comma-separated")
+    if e.data.source not in ("",) + SOURCES:
+        _fail("evals.data.source", e.data.source, f"use '' (the run's) or one of {_choices(SOURCES)}")
+    if not 0.0 <= e.data.eval_crop_fraction <= 1.0:
+        _fail("evals.data.eval_crop_fraction", e.data.eval_crop_fraction, "must be in (0, 1], or 0 for the run's")
+    if e.augment.crop_sampler not in CROP_SAMPLERS:
+        _fail("evals.augment.crop_sampler", e.augment.crop_sampler, f"use one of {CROP_SAMPLERS}")
+    for section in ("linear", "finetune"):
+        s = e[section]
+        if s.epochs <= 0:
+            _fail(f"evals.{section}.epochs", s.epochs, "must be > 0")
+        if s.batch_size < 1:
+            _fail(f"evals.{section}.batch_size", s.batch_size, "must be >= 1")
+        if s.base_learning_rate <= 0 or s.weight_decay < 0:
+            _fail(f"evals.{section}", (s.base_learning_rate, s.weight_decay),
+                  "need base_learning_rate > 0 and weight_decay >= 0")
+    if e.linear.holdout_examples < 0:
+        _fail("evals.linear.holdout_examples", e.linear.holdout_examples, "must be >= 0")
+    for section in ("linear", "finetune"):
+        if not 0.0 < e[section].label_fraction <= 1.0:
+            _fail(f"evals.{section}.label_fraction", e[section].label_fraction, "must be in (0, 1]")
+    k = e.knn
+    if k.k < 1 or k.temperature <= 0:
+        _fail("evals.knn", (k.k, k.temperature), "need k >= 1 and temperature > 0")
+    if k.weighting not in KNN_WEIGHTINGS:
+        _fail("evals.knn.weighting", k.weighting, f"use one of {_choices(KNN_WEIGHTINGS)}")
+    if e.batch_size < 1 or k.query_batch_size < 1 or k.train_chunk_size < 1:
+        _fail("evals.batch_size", (e.batch_size, k.query_batch_size, k.train_chunk_size),
+              "batch and chunk sizes must be >= 1")
+
+
+def eval_data(config, run_config):
+    """The data to evaluate on: `config.evals.data` values over the run's `data`.
+
+    Args:
+        config: a config whose `evals` section is used.
+        run_config: the pretraining run's config (`byol_tf.run.directory.read_config`).
+
+    Returns:
+        An unlocked `ConfigDict` for `byol_tf.data.sources.load_source`, with
+        the run's `image_size` (the encoder's input).
+    """
+    data = ml_collections.ConfigDict(run_config.data.to_dict())
+    for key in _EVAL_DATA_KEYS:
+        value = config.evals.data[key]
+        if value:
+            data[key] = value
+    data.cache = bool(config.evals.data.cache)
+    data.shuffle_buffer = int(config.evals.data.shuffle_buffer)
+    if not data.get("eval_crop_fraction"):
+        data.eval_crop_fraction = 1.0
+    return data

@@ -1,0 +1,1 @@
+"""The run directory, one owner: its layout and config (`directory`), checkpoints (`checkpoints`), lock (`lock`)."""

@@ -1,0 +1,192 @@
+"""Tests for byol_tf.defaults: the one config schema, its validation, smoke variants and evaluation data."""
+
+import pytest
+
+from byol_tf.config import schema
+from conftest import ROOT, load_config_module
+
+CONFIG_NAMES = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
+
+
+def test_configs_load_and_validate():
+    for name, arg in [("quickstart", None), ("cifar10_resnet18", "200"), ("imagenet_resnet50", "1000"),
+                      ("imagenet_resnet50_gn_ws", "300")]:
+        module = load_config_module(name)
+        config = module.get_config(arg) if arg else module.get_config()
+        schema.validate(config)
+    budget = load_config_module("cifar10_budget").get_config()
+    with pytest.raises(schema.ConfigError, match="data_dir"):  # `byol_tf.experiments.budget` sets it
+        schema.validate(budget)
+    budget.data.data_dir = "/data/cifar10"
+    schema.validate(budget)
+
+
+def test_imagenet_presets_applied():
+    config = load_config_module("imagenet_resnet50").get_config("1000")
+    assert config.optimizer.base_learning_rate == 0.2
+    assert config.target.base_decay == 0.996
+    assert config.optimizer.weight_decay == 1.5e-6
+    assert config.training.batch_size == 4096
+    gn = load_config_module("imagenet_resnet50_gn_ws").get_config("1000")
+    assert gn.model.norm == "group_ws"
+
+
+def test_unknown_keys_are_rejected():
+    config = schema.default_config()
+    with pytest.raises(AttributeError):
+        config.training.batchsize = 3
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("model.norm", "layer", "model.norm"),
+        ("data.source", "web", "data.source"),
+        ("training.precision", "float16", "training.precision"),
+        ("target.base_decay", 1.5, "target.base_decay"),
+        ("training.steps_per_loop", 0, "steps_per_loop"),
+        ("model.depth", 19, r"config\.model\.depth=19: use one of 18, 34, 50, 101, 152, 200$"),
+        ("model.stem", "tiny", r"config\.model\.stem='tiny': use one of 'auto', 'imagenet', 'small'$"),
+        ("model.shortcut", "x", r"config\.model\.shortcut='x': use one of 'every_stage', 'when_needed'$"),
+        ("model.width_multiplier", 0.0, r"config\.model\.width_multiplier=0\.0: must be > 0"),
+        ("model.width_multiplier", 0.001, r"config\.model\.width_multiplier=0\.001: must be > 0"),
+        ("data.image_size", 4, r"config\.data\.image_size=4: must be >= 8"),
+        ("training.log_every_steps", 0, r"config\.training\.log_every_steps=0: must be >= 1"),
+        ("training.keep_checkpoints", 0, r"config\.training\.keep_checkpoints=0: must be >= 1"),
+        ("training.checkpoint_every_steps", 0, r"config\.training\.checkpoint_every_steps=0: must be >= 1"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, words):
+    config = schema.default_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(schema.ConfigError, match=words):
+        schema.validate(config)
+
+
+def test_batch_must_divide_across_replicas():
+    config = schema.default_config()
+    config.training.batch_size = 10
+    with pytest.raises(schema.ConfigError) as info:
+        schema.validate(config, num_replicas=4)
+    message = str(info.value)
+    assert "divisible by the 4 replicas" in message and "\n" not in message
+
+
+def test_bad_view_config_is_reported_with_its_path():
+    config = schema.default_config()
+    config.augment.view2.solarize_prob = 2.0
+    with pytest.raises(schema.ConfigError, match="augment.view2"):
+        schema.validate(config)
+
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("model.depth", 18), ("model.depth", 200), ("model.stem", "small"), ("model.shortcut", "when_needed"),
+     ("model.width_multiplier", 0.25), ("data.image_size", 8), ("training.log_every_steps", 1),
+     ("training.keep_checkpoints", 1), ("training.checkpoint_every_steps", 1)],
+)
+def test_smallest_and_other_allowed_values_pass(key, value):
+    config = schema.default_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    schema.validate(config)
+
+
+def test_image_size_limit_matches_the_model():
+    from byol_tf.byol import networks  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(ValueError, match="image_size"):
+        networks.BYOL(image_size=schema.MIN_IMAGE_SIZE - 1)
+    small = dict(encoder=dict(depth=18, width_multiplier=0.25), projector_hidden_dim=8, projection_dim=4,
+                 predictor_hidden_dim=8)
+    networks.BYOL(image_size=schema.MIN_IMAGE_SIZE, **small)  # the smallest allowed size builds
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_every_config_has_a_valid_smoke_variant(name):
+    full = load_config_module(name).get_config()
+    smoke = load_config_module(name).get_config("smoke")
+    schema.validate(smoke)
+    assert smoke.data.source == "sample" and smoke.data.image_size == 32 and smoke.training.max_steps == 4
+    assert smoke.model.width_multiplier == 0.25 and smoke.training.precision == "float32"
+    # What the config chose beyond sizes is kept.
+    assert smoke.model.norm == full.model.norm and smoke.evals.at_end == full.evals.at_end
+    assert smoke.augment.to_dict() == full.augment.to_dict()
+    assert smoke.optimizer.to_dict() == full.optimizer.to_dict()
+
+
+def test_config_arguments_combine_with_smoke():
+    imagenet = load_config_module("imagenet_resnet50")
+    assert schema.config_arg("1000,smoke") == (["1000"], True)
+    assert schema.config_arg(None) == ([], False)
+    config = imagenet.get_config("1000,smoke")
+    assert config.optimizer.base_learning_rate == 0.2 and config.training.max_steps == 4
+    assert schema.get_config("smoke").training.batch_size == 16
+    assert schema.get_config().to_dict() == schema.default_config().to_dict()
+
+
+def test_default_config_uses_the_300_epoch_preset():
+    config = load_config_module("imagenet_resnet50").get_config("300")
+    default = schema.default_config()
+    for section in ("optimizer", "target"):
+        assert default[section].to_dict() == config[section].to_dict()
+
+
+def test_evals_defaults_are_the_papers_protocols():
+    e = schema.default_config().evals
+    assert (e.linear.epochs, e.linear.batch_size, e.linear.base_learning_rate) == (80, 1024, 0.2)
+    assert e.linear.momentum == 0.9 and e.linear.nesterov and e.linear.weight_decay == 0.0
+    assert not e.linear.cache_features and e.at_end == ""
+    assert (e.knn.k, e.knn.temperature) == (200, 0.07)
+    finetune = load_config_module("finetune_imagenet")
+    assert finetune.get_config("10pct").evals.data.name == "imagenet2012_subset/10pct"
+    assert finetune.get_config("1pct").evals.finetune.epochs == 60
+    with pytest.raises(ValueError, match="1pct or :10pct"):
+        finetune.get_config("5pct")
+    assert load_config_module("quickstart").get_config().evals.linear.cache_features
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("evals.at_end", "linear,probe", r"config\.evals\.at_end='linear,probe': name protocols among"),
+        ("evals.linear.epochs", 0, r"config\.evals\.linear\.epochs=0: must be > 0"),
+        ("evals.finetune.label_fraction", 1.5, r"config\.evals\.finetune\.label_fraction=1\.5"),
+        ("evals.linear.label_fraction", 0.0, r"config\.evals\.linear\.label_fraction=0\.0"),
+        ("evals.knn.weighting", "vote", r"config\.evals\.knn\.weighting='vote': use one of"),
+        ("evals.knn.k", 0, r"config\.evals\.knn=\(0, 0\.07\)"),
+        ("evals.data.source", "web", r"config\.evals\.data\.source='web'"),
+        ("evals.linear.holdout_examples", -1, r"config\.evals\.linear\.holdout_examples=-1"),
+    ],
+)
+def test_bad_evals_values_name_the_key(key, value, words):
+    config = schema.default_config()
+    *path, name = key.split(".")
+    section = config
+    for part in path:
+        section = section[part]
+    section[name] = value
+    with pytest.raises(schema.ConfigError, match=words):
+        schema.validate(config)  # pretraining checks the evals too: before any work
+
+
+def test_at_end_protocols_and_misspelt_evals_keys():
+    config = schema.default_config()
+    config.evals.at_end = " linear, knn "
+    assert schema.at_end_protocols(config) == ("linear", "knn")
+    with pytest.raises(AttributeError):
+        config.evals.linear.learning_rate = 1.0  # locked: misspelt keys fail
+
+
+def test_eval_data_takes_the_runs_values_unless_set():
+    run = schema.get_config("smoke")
+    config = schema.default_config()
+    data = schema.eval_data(config, run)
+    assert (data.source, data.train_split, data.eval_split, data.image_size) == ("sample", "train", "test", 32)
+    assert data.eval_crop_fraction == 1.0 and data.cache is False
+    config.evals.data.update(source="tfds", name="cifar100", eval_crop_fraction=0.875, cache=True)
+    data = schema.eval_data(config, run)
+    assert (data.source, data.name, data.eval_crop_fraction, data.image_size) == ("tfds", "cifar100", 0.875, 32)
+    assert data.cache is True and run.data.source == "sample"  # the run's config is not changed
