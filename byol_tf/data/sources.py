@@ -18,6 +18,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from byol_tf.config.schema import DataError  # the user-facing error of this module
 
 SOURCES = ("tfds", "folder", "sample")
 SAMPLE_NAME = "cifar10_sample"  # the bundled sample's data set name
@@ -28,10 +29,6 @@ _EXTENSIONS = "/".join(IMAGE_EXTENSIONS)
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 # TF decodes palette BMPs (< 24 bits per pixel) to their palette indices, as gray.
 _BMP_BITS = (24, 32)
-
-
-class DataError(ValueError):
-    """A data set that cannot be read; the message says what to change."""
 
 
 @dataclasses.dataclass(frozen=True)
