@@ -172,8 +172,8 @@ def _train(config, workdir, strategy, info, listing, print_fn):
         with stopping.StopSignal() as stop:
             loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile,
                                 stop=stop.variable)
-            step, metrics = _run(config, run_plan, loop, iter(dataset), model, optimizer, checkpointer, log, stop,
-                                 strategy)
+            step, metrics = _run(config, built, loop=loop, iterator=iter(dataset), checkpointer=checkpointer,
+                                 log=log, stop=stop, strategy=strategy)
             exit_code = stop.exit_code
     return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code)
 
@@ -209,8 +209,13 @@ class TrainResult:
         return self.step >= self.plan.total_steps
 
 
-def _run(config, run_plan, loop, iterator, model, optimizer, checkpointer, log, stop, strategy):
-    t = config.training
+def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
+    """Calls `loop` until the plan's last step or a stop request, logging and checkpointing.
+
+    `built` is the run's `builders.Training` (model, optimizer, plan);
+    returns `(step, last metrics)`.
+    """
+    t, model, optimizer, run_plan = config.training, built.model, built.optimizer, built.plan
     step = last_saved = start = int(optimizer.iterations.numpy())
     metrics = {}
     # In a cluster only what the loop's all-reduce says counts: a worker's own
