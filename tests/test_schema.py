@@ -1,20 +1,21 @@
-"""Tests for byol_tf.defaults: the one config schema, its validation, smoke variants and evaluation data."""
+"""Tests for byol_tf.config.schema: the one config schema, its validation, smoke variants and evaluation data."""
 
 import pytest
 
+from byol_tf.config import loading
 from byol_tf.config import schema
-from conftest import ROOT, load_config_module
+from byol_tf.configs import finetune_imagenet
+from byol_tf.configs import imagenet_resnet50
 
-CONFIG_NAMES = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
+CONFIG_NAMES = loading.packaged_names()
 
 
 def test_configs_load_and_validate():
     for name, arg in [("quickstart", None), ("cifar10_resnet18", "200"), ("imagenet_resnet50", "1000"),
                       ("imagenet_resnet50_gn_ws", "300")]:
-        module = load_config_module(name)
-        config = module.get_config(arg) if arg else module.get_config()
+        config = loading.load(f"{name}:{arg}" if arg else name)
         schema.validate(config)
-    budget = load_config_module("cifar10_budget").get_config()
+    budget = loading.load("cifar10_budget")
     with pytest.raises(schema.ConfigError, match="data_dir"):  # `byol_tf.experiments.budget` sets it
         schema.validate(budget)
     budget.data.data_dir = "/data/cifar10"
@@ -22,12 +23,12 @@ def test_configs_load_and_validate():
 
 
 def test_imagenet_presets_applied():
-    config = load_config_module("imagenet_resnet50").get_config("1000")
+    config = loading.load("imagenet_resnet50:1000")
     assert config.optimizer.base_learning_rate == 0.2
     assert config.target.base_decay == 0.996
     assert config.optimizer.weight_decay == 1.5e-6
     assert config.training.batch_size == 4096
-    gn = load_config_module("imagenet_resnet50_gn_ws").get_config("1000")
+    gn = loading.load("imagenet_resnet50_gn_ws:1000")
     assert gn.model.norm == "group_ws"
 
 
@@ -54,6 +55,13 @@ def test_unknown_keys_are_rejected():
         ("training.log_every_steps", 0, r"config\.training\.log_every_steps=0: must be >= 1"),
         ("training.keep_checkpoints", 0, r"config\.training\.keep_checkpoints=0: must be >= 1"),
         ("training.checkpoint_every_steps", 0, r"config\.training\.checkpoint_every_steps=0: must be >= 1"),
+        ("training.max_steps", -5, r"config\.training\.max_steps=-5: must be >= 0$"),
+        ("training.batch_size", 0, r"config\.training\.batch_size=0: must be >= 1$"),
+        ("data.shuffle_buffer", 0, r"config\.data\.shuffle_buffer=0: must be >= 1$"),
+        ("model.projection_dim", 0, r"config\.model\.projection_dim=0: must be >= 1$"),
+        ("model.bn_momentum", 1.5, r"config\.model\.bn_momentum=1\.5: must be in \[0, 1\]$"),
+        ("model.bn_epsilon", 0.0, r"config\.model\.bn_epsilon=0\.0: must be > 0$"),
+        ("optimizer.warmup_epochs", -1.0, r"config\.optimizer\.warmup_epochs=-1\.0: must be >= 0$"),
     ],
 )
 def test_bad_values_name_the_key(key, value, words):
@@ -106,8 +114,8 @@ def test_image_size_limit_matches_the_model():
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_config_has_a_valid_smoke_variant(name):
-    full = load_config_module(name).get_config()
-    smoke = load_config_module(name).get_config("smoke")
+    full = loading.load(name)
+    smoke = loading.load(f"{name}:smoke")
     schema.validate(smoke)
     assert smoke.data.source == "sample" and smoke.data.image_size == 32 and smoke.training.max_steps == 4
     assert smoke.model.width_multiplier == 0.25 and smoke.training.precision == "float32"
@@ -118,7 +126,7 @@ def test_every_config_has_a_valid_smoke_variant(name):
 
 
 def test_config_arguments_combine_with_smoke():
-    imagenet = load_config_module("imagenet_resnet50")
+    imagenet = imagenet_resnet50
     assert schema.config_arg("1000,smoke") == (["1000"], True)
     assert schema.config_arg(None) == ([], False)
     config = imagenet.get_config("1000,smoke")
@@ -128,7 +136,7 @@ def test_config_arguments_combine_with_smoke():
 
 
 def test_default_config_uses_the_300_epoch_preset():
-    config = load_config_module("imagenet_resnet50").get_config("300")
+    config = loading.load("imagenet_resnet50:300")
     default = schema.default_config()
     for section in ("optimizer", "target"):
         assert default[section].to_dict() == config[section].to_dict()
@@ -140,12 +148,12 @@ def test_evals_defaults_are_the_papers_protocols():
     assert e.linear.momentum == 0.9 and e.linear.nesterov and e.linear.weight_decay == 0.0
     assert not e.linear.cache_features and e.at_end == ""
     assert (e.knn.k, e.knn.temperature) == (200, 0.07)
-    finetune = load_config_module("finetune_imagenet")
+    finetune = finetune_imagenet
     assert finetune.get_config("10pct").evals.data.name == "imagenet2012_subset/10pct"
     assert finetune.get_config("1pct").evals.finetune.epochs == 60
     with pytest.raises(ValueError, match="1pct or :10pct"):
         finetune.get_config("5pct")
-    assert load_config_module("quickstart").get_config().evals.linear.cache_features
+    assert loading.load("quickstart").evals.linear.cache_features
 
 
 @pytest.mark.parametrize(
@@ -156,7 +164,9 @@ def test_evals_defaults_are_the_papers_protocols():
         ("evals.finetune.label_fraction", 1.5, r"config\.evals\.finetune\.label_fraction=1\.5"),
         ("evals.linear.label_fraction", 0.0, r"config\.evals\.linear\.label_fraction=0\.0"),
         ("evals.knn.weighting", "vote", r"config\.evals\.knn\.weighting='vote': use one of"),
-        ("evals.knn.k", 0, r"config\.evals\.knn=\(0, 0\.07\)"),
+        ("evals.knn.k", 0, r"config\.evals\.knn\.k=0: must be >= 1"),
+        ("evals.knn.max_train_examples", -1, r"config\.evals\.knn\.max_train_examples=-1: must be >= 0"),
+        ("evals.finetune.momentum", 1.5, r"config\.evals\.finetune\.momentum=1\.5: must be in \[0, 1\]"),
         ("evals.data.source", "web", r"config\.evals\.data\.source='web'"),
         ("evals.linear.holdout_examples", -1, r"config\.evals\.linear\.holdout_examples=-1"),
     ],

@@ -246,9 +246,47 @@ def _choices(values):
     return ", ".join(repr(v) for v in values)
 
 
+# The smallest value of every count and size of the schema (a negative step
+# count must not silently mean "the full schedule").
+_AT_LEAST = {
+    "seed": 0, "model.projector_hidden_dim": 1, "model.projection_dim": 1, "model.predictor_hidden_dim": 1,
+    "model.gn_groups": 1, "data.shuffle_buffer": 1, "training.batch_size": 1, "training.epochs": 0,
+    "training.max_steps": 0, "training.steps_per_loop": 1, "training.log_every_steps": 1,
+    "training.checkpoint_every_steps": 1, "training.keep_checkpoints": 1, "training.restore_step": 0,
+    "optimizer.base_learning_rate": 0, "optimizer.weight_decay": 0, "optimizer.warmup_epochs": 0,
+    "optimizer.eta": 0, "evals.batch_size": 1, "evals.data.shuffle_buffer": 1,
+    "evals.linear.batch_size": 1, "evals.linear.weight_decay": 0, "evals.linear.max_train_examples": 0,
+    "evals.linear.holdout_examples": 0, "evals.linear.subset_seed": 0, "evals.finetune.batch_size": 1,
+    "evals.finetune.weight_decay": 0, "evals.finetune.subset_seed": 0, "evals.knn.k": 1,
+    "evals.knn.max_train_examples": 0, "evals.knn.query_batch_size": 1, "evals.knn.train_chunk_size": 1,
+}
+# Fractions and decay rates, in [0, 1].
+_IN_UNIT_INTERVAL = ("model.bn_momentum", "optimizer.momentum", "target.base_decay", "evals.linear.momentum",
+                     "evals.finetune.momentum")
+
+
+def _value(config, key):
+    for name in key.split("."):
+        config = config[name]
+    return config
+
+
+def _check_ranges(config, keys):
+    """The `_AT_LEAST` / `_IN_UNIT_INTERVAL` checks of the keys starting with one of `keys`."""
+    for key, minimum in _AT_LEAST.items():
+        if key.startswith(keys) and _value(config, key) < minimum:
+            _fail(key, _value(config, key), f"must be >= {minimum}")
+    for key in _IN_UNIT_INTERVAL:
+        if key.startswith(keys) and not 0.0 <= _value(config, key) <= 1.0:
+            _fail(key, _value(config, key), "must be in [0, 1]")
+
+
 def validate(config, num_replicas=1):
     """Checks `config` and raises `ConfigError` naming the bad key and the fix."""
-    m, d, t, o = config.model, config.data, config.training, config.optimizer
+    m, d, t = config.model, config.data, config.training
+    _check_ranges(config, ("seed", "model.", "data.", "training.", "optimizer.", "target."))
+    if not m.bn_epsilon > 0:
+        _fail("model.bn_epsilon", m.bn_epsilon, "must be > 0")
     if m.norm not in NORMS:
         _fail("model.norm", m.norm, f"use one of {_choices(NORMS)}")
     if isinstance(m.depth, bool) or m.depth not in DEPTHS:
@@ -267,8 +305,6 @@ def validate(config, num_replicas=1):
         _fail("data.data_dir", d.data_dir, "an image-folder source needs --config.data.data_dir=DIR")
     if t.precision not in PRECISIONS:
         _fail("training.precision", t.precision, f"use one of {PRECISIONS}")
-    if t.batch_size < 1:
-        _fail("training.batch_size", t.batch_size, "must be a positive global batch size")
     if t.batch_size % num_replicas:
         _fail(
             "training.batch_size",
@@ -278,21 +314,8 @@ def validate(config, num_replicas=1):
         )
     if t.epochs <= 0 and t.max_steps <= 0:
         _fail("training.epochs", t.epochs, "set epochs > 0 (or training.max_steps > 0)")
-    if t.steps_per_loop < 1:
-        _fail("training.steps_per_loop", t.steps_per_loop, "must be >= 1")
-    for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
-        if t[key] < 1:
-            _fail(f"training.{key}", t[key], "must be >= 1")
-    if t.restore_step < 0:
-        _fail("training.restore_step", t.restore_step, "must be a checkpoint step, or 0 for the newest")
     if config.target.schedule not in TAU_SCHEDULES:
         _fail("target.schedule", config.target.schedule, f"use one of {_choices(TAU_SCHEDULES)}")
-    if not 0.0 <= config.target.base_decay <= 1.0:
-        _fail("target.base_decay", config.target.base_decay, "tau must be in [0, 1]")
-    if o.base_learning_rate < 0 or o.weight_decay < 0:
-        _fail("optimizer", (o.base_learning_rate, o.weight_decay), "learning rate and weight decay must be >= 0")
-    if o.warmup_epochs < 0:
-        _fail("optimizer.warmup_epochs", o.warmup_epochs, "must be >= 0")
     if config.augment.crop_sampler not in CROP_SAMPLERS:
         _fail("augment.crop_sampler", config.augment.crop_sampler, f"use one of {CROP_SAMPLERS}")
     for name in ("view1", "view2"):
@@ -306,6 +329,7 @@ def validate(config, num_replicas=1):
 def validate_evals(config):
     """Checks `config.evals`; raises `ConfigError` naming the bad key and the fix."""
     e = config.evals
+    _check_ranges(config, ("evals.",))
     for protocol in at_end_protocols(config):
         if protocol not in PROTOCOLS:
             _fail("evals.at_end", e.at_end, f"name protocols among {_choices(PROTOCOLS)}, comma-separated")
@@ -319,24 +343,16 @@ def validate_evals(config):
         s = e[section]
         if s.epochs <= 0:
             _fail(f"evals.{section}.epochs", s.epochs, "must be > 0")
-        if s.batch_size < 1:
-            _fail(f"evals.{section}.batch_size", s.batch_size, "must be >= 1")
-        if s.base_learning_rate <= 0 or s.weight_decay < 0:
-            _fail(f"evals.{section}", (s.base_learning_rate, s.weight_decay),
-                  "need base_learning_rate > 0 and weight_decay >= 0")
-    if e.linear.holdout_examples < 0:
-        _fail("evals.linear.holdout_examples", e.linear.holdout_examples, "must be >= 0")
+        if s.base_learning_rate <= 0:
+            _fail(f"evals.{section}.base_learning_rate", s.base_learning_rate, "must be > 0")
     for section in ("linear", "finetune"):
         if not 0.0 < e[section].label_fraction <= 1.0:
             _fail(f"evals.{section}.label_fraction", e[section].label_fraction, "must be in (0, 1]")
     k = e.knn
-    if k.k < 1 or k.temperature <= 0:
-        _fail("evals.knn", (k.k, k.temperature), "need k >= 1 and temperature > 0")
+    if k.temperature <= 0:
+        _fail("evals.knn.temperature", k.temperature, "must be > 0")
     if k.weighting not in KNN_WEIGHTINGS:
         _fail("evals.knn.weighting", k.weighting, f"use one of {_choices(KNN_WEIGHTINGS)}")
-    if e.batch_size < 1 or k.query_batch_size < 1 or k.train_chunk_size < 1:
-        _fail("evals.batch_size", (e.batch_size, k.query_batch_size, k.train_chunk_size),
-              "batch and chunk sizes must be >= 1")
 
 
 def eval_data(config, run_config):
