@@ -11,7 +11,8 @@ import tensorflow as tf
 from byol_tf.config import schema
 from byol_tf.run import checkpoints
 from byol_tf.run import directory
-from conftest import STEP, make_run, run_config, shared_run
+from helpers.configs import run_config
+from helpers.runs import STEP, make_run, shared_run
 
 
 def _one_line_error(error_type, match, fn, *args):
@@ -60,11 +61,13 @@ def test_write_config_refuses_a_different_model(tmp_path):
     _save_checkpoints(workdir, [1])  # the refusal protects checkpoints
     deeper = run_config()
     deeper.model.depth = 34
-    message = _one_line_error(schema.ConfigError, "different config.model", directory.write_config, deeper, workdir)
-    assert "use a new --workdir" in message
+    message = _one_line_error(schema.ConfigError, r"holds checkpoints of another model, trained with "
+                              r"config\.model\.depth=18 \(now 34\): use a new --workdir",
+                              directory.write_config, deeper, workdir)
+    assert len(message) < 250  # the changed key, not both model dicts
     larger = run_config()
     larger.data.image_size = 64
-    _one_line_error(schema.ConfigError, r"config.data.image_size=32: use a new --workdir",
+    _one_line_error(schema.ConfigError, r"config\.data\.image_size=32 \(now 64\): use a new --workdir",
                     directory.write_config, larger, workdir)
     assert directory.read_config(workdir).model.depth == 18  # the refused configs were not written
     assert directory.read_config(workdir).data.image_size == 32
@@ -82,7 +85,8 @@ def test_write_config_replaces_a_different_model_before_the_first_checkpoint(tmp
     assert directory.read_config(workdir).model.depth == 34
     assert "Replacing" in caplog.text and "no checkpoint yet" in caplog.text and "config.model" in caplog.text
     _save_checkpoints(workdir, [2])
-    _one_line_error(schema.ConfigError, "different config.model", directory.write_config, run_config(), workdir)
+    _one_line_error(schema.ConfigError, r"config\.model\.depth=34 \(now 18\)", directory.write_config,
+                    run_config(), workdir)
     assert directory.read_config(workdir).model.depth == 34
 
 

@@ -24,7 +24,8 @@ from byol_tf.run import lock
 from byol_tf.data import sources
 from byol_tf.training import loop
 from byol_tf.training import stopping
-from conftest import small_tree, tiny_config
+from helpers.configs import tiny_config
+from helpers.images import small_tree
 
 
 def _train(config, workdir, lines=None):
@@ -97,7 +98,7 @@ def test_resume_refuses_a_different_model(tmp_path):
     _train(tiny_config(max_steps=2), tmp_path)
     other = tiny_config(max_steps=4)
     other.model.depth = 34
-    with pytest.raises(ValueError, match="different config.model"):
+    with pytest.raises(ValueError, match=r"another model, trained with config\.model\.depth=18 \(now 34\)"):
         _train(other, tmp_path)
 
 

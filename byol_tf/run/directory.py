@@ -132,23 +132,30 @@ def write_config(config, workdir):
             old = json.load(f)
         change = _model_change(old, new)
         if change and checkpoint_steps(workdir):
-            raise schema.ConfigError(f"{workdir} holds a run with {change}: use a new --workdir.")
+            raise schema.ConfigError(f"{workdir} holds checkpoints of another model, trained with {change}: "
+                                     "use a new --workdir, or the run's own model settings to resume it.")
         if change:
-            logging.warning("Replacing %s: the run there has no checkpoint yet and had %s.", path, change)
+            logging.warning("Replacing %s: the run there has no checkpoint yet and was set up with %s.", path, change)
     tf.io.gfile.makedirs(workdir)
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(config.to_json(indent=2))
 
 
 def _model_change(old, new):
-    """How config dict `old` has another model than `new`; `None` if it has the same."""
+    """How config dict `old` has another model than `new` (the keys that differ); `None` if the same."""
+    changes = []
     for section in _ARCHITECTURE_SECTIONS:
-        if old.get(section) != new.get(section):
-            return f"a different config.{section} ({old.get(section)} != {new.get(section)})"
+        before, after = old.get(section) or {}, new.get(section) or {}
+        changes += [f"config.{section}.{key}={before.get(key)!r} (now {after.get(key)!r})"
+                    for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
     for section, key in _ARCHITECTURE_KEYS:
-        if old.get(section, {}).get(key) != new[section][key]:
-            return f"config.{section}.{key}={old.get(section, {}).get(key)}"
-    return None
+        before, after = old.get(section, {}).get(key), new[section][key]
+        if before != after:
+            changes.append(f"config.{section}.{key}={before!r} (now {after!r})")
+    if not changes:
+        return None
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    return ", ".join(changes[:3]) + more
 
 
 def read_config(workdir):
