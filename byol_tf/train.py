@@ -35,8 +35,9 @@ def main(argv):
     cli.check_args(argv, workdir=(_WORKDIR.value, "the directory for checkpoints and summaries"))
     result = pretrain.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
     if result.exit_code:
-        raise cli.Stopped(f"Stopped at step {result.step} of {result.plan.total_steps} on request; checkpoint "
-                          "saved, no end-of-run evaluation. Run the same command to resume.", result.exit_code)
+        raise cli.Stopped(f"Stopped at step {result.step} of {result.plan.total_steps} on request; "
+                          f"{result.saved_state}, no end-of-run evaluation. Run the same command to resume.",
+                          result.exit_code)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,8 @@ def _train(config, workdir, strategy, info, listing, print_fn):
             step, metrics = _run(config, built, loop=loop, iterator=iter(dataset), checkpointer=checkpointer,
                                  log=log, stop=stop, strategy=strategy)
             exit_code = stop.exit_code
-    return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code)
+    return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code,
+                       checkpoint=checkpointer.latest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +194,8 @@ class TrainResult:
             stopped it early, after saving. Defaults to `0`.
         evaluations: end-of-run results by name (`byol_tf.training.pretrain.run`
             fills it). Defaults to `{}`.
+        checkpoint: the newest checkpoint's path after the run, `None`
+            when there is none. Defaults to `None`.
     """
 
     model: object
@@ -202,6 +205,12 @@ class TrainResult:
     info: object
     exit_code: int = 0
     evaluations: dict = dataclasses.field(default_factory=dict)
+    checkpoint: object = None
+
+    @property
+    def saved_state(self):
+        """"checkpoint saved" when the newest checkpoint is of `step`, else what there is."""
+        return _saved_state(self.checkpoint, self.step)
 
     @property
     def finished(self):
@@ -265,8 +274,18 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
     if step != last_saved:
         last_saved = save()
     if stop.requested:
-        log.print_fn(f"Stopped at step {step} ({stop.reason}); checkpoint saved. Run the same command to resume.")
+        log.print_fn(f"Stopped at step {step} ({stop.reason}); {_saved_state(checkpointer.latest, step)}. "
+                     "Run the same command to resume.")
     return step, metrics
+
+
+def _saved_state(latest, step):
+    """What a stop at `step` leaves, given the newest checkpoint `latest` (`None`: none)."""
+    if latest is not None and checkpoints.checkpoint_step(latest) == step:
+        return "checkpoint saved"
+    if latest is None:
+        return "no checkpoint yet (the stop came before the first step)"
+    return f"the newest checkpoint is {latest}"
 
 
 def _cluster_signal(strategy, stop):
