@@ -165,14 +165,15 @@ def _parse_flags(argv):
 def check_args(argv, **required):
     """Refuses positional arguments and missing required flags (`name=(value, what it is)`).
 
-    Raises:
-        absl.app.UsageError: printed by absl with the usage line.
+    Ends the program with one line (exit code 2) that says the fix, not
+    absl's usage text; `--help` lists every flag.
     """
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        _die(f"error: unexpected argument(s) {' '.join(argv[1:])}: every option is a --flag=value "
+             f"(see --help).", 2)
     for name, (value, what) in required.items():
         if not value:
-            raise app.UsageError(f"--{name} is required: {what}.")
+            _die(f"error: --{name} is required: {what} (e.g. --{name}=...; see --help).", 2)
 
 
 class Stopped(Exception):
@@ -209,6 +210,8 @@ def run(main, user_errors=()):
         errors = user_errors() if callable(user_errors) else user_errors
         try:
             return main(argv)
+        except app.UsageError as e:  # a flag value main() refused: one line, not absl's usage text
+            _die(f"error: {' '.join(str(e).split())} (see --help).", 2)
         except errors as e:
             _die(f"error: {e}", 1)
         except Stopped as e:

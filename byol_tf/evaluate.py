@@ -57,11 +57,11 @@ def evaluation_config(workdir):
 
 
 def main(argv):
-    # pylint: disable=import-outside-toplevel  (TensorFlow loads once the flags are parsed)
+    cli.check_args(argv, workdir=(_WORKDIR.value, "the directory of a pretraining run"))
+    # pylint: disable=import-outside-toplevel  (TensorFlow loads once the flags are checked)
     from byol_tf.evaluation import runner
     from byol_tf.training import distribute
 
-    cli.check_args(argv, workdir=(_WORKDIR.value, "the directory of a pretraining run"))
     config = evaluation_config(_WORKDIR.value)
     if not _TPU.value and distribute.cluster_size() > 1:
         # A cluster job (TF_CONFIG): the evaluation runs once, on the chief's own devices.

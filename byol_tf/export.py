@@ -40,10 +40,10 @@ def _user_errors():
 
 
 def main(argv):
-    from byol_tf.serving import saved_model as export_lib  # pylint: disable=import-outside-toplevel
-
     cli.check_args(argv, workdir=(_WORKDIR.value, "the training run to export"),
                    export_dir=(_EXPORT_DIR.value, "where the SavedModel versions go"))
+    from byol_tf.serving import saved_model as export_lib  # pylint: disable=import-outside-toplevel
+
     path = export_lib.export(_WORKDIR.value, _EXPORT_DIR.value, version=_VERSION.value, step=_STEP.value)
     base = _EXPORT_DIR.value if "://" in _EXPORT_DIR.value else os.path.abspath(_EXPORT_DIR.value)
     print(f"Exported the online encoder to {path}")

@@ -34,10 +34,10 @@ def _user_errors():
 
 
 def main(argv):
-    from byol_tf import deepmind_checkpoint  # pylint: disable=import-outside-toplevel
-
     cli.check_args(argv, deepmind=(_DEEPMIND.value, "the authors' checkpoint file (.pkl)"),
                    workdir=(_WORKDIR.value, "the new run directory"))
+    from byol_tf import deepmind_checkpoint  # pylint: disable=import-outside-toplevel
+
     summary = deepmind_checkpoint.import_run(_DEEPMIND.value, _WORKDIR.value)
     print(f"Imported ResNet-{summary['depth']} x{summary['width_multiplier']} at step {summary['step']} "
           f"({summary['num_params']:,} online parameters, {summary['encoder_params']:,} in the encoder"

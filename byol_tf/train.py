@@ -30,9 +30,9 @@ def _user_errors():
 
 
 def main(argv):
-    from byol_tf.training import pretrain  # pylint: disable=import-outside-toplevel
-
     cli.check_args(argv, workdir=(_WORKDIR.value, "the directory for checkpoints and summaries"))
+    from byol_tf.training import pretrain  # pylint: disable=import-outside-toplevel  (TensorFlow: after the checks)
+
     result = pretrain.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)
     if result.exit_code:
         raise cli.Stopped(f"Stopped at step {result.step} of {result.plan.total_steps} on request; "

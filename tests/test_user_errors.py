@@ -23,3 +23,59 @@ def test_a_stop_before_the_first_step_does_not_claim_a_checkpoint(tmp_path, monk
                          "Run the same command to resume.")
     assert result.saved_state.startswith("no checkpoint yet")
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").glob("ckpt-*.index"))
+
+
+def _one_line(error):
+    assert "\n" not in str(error)
+    return str(error)
+
+
+def test_export_to_a_file_or_below_one_is_one_line(tmp_path):
+    from byol_tf.serving import saved_model
+
+    a_file = tmp_path / "model"
+    a_file.write_text("not a directory")
+    for export_dir, words in ((a_file, "is a file"), (a_file / "sub", f"lies under the file {a_file}")):
+        try:
+            saved_model.export(str(tmp_path / "no_run"), str(export_dir))
+        except NotADirectoryError as e:
+            assert words in _one_line(e) and "pass a directory" in str(e)
+        else:
+            raise AssertionError("no error")
+    assert issubclass(NotADirectoryError, saved_model.USER_ERRORS)
+
+
+def _command(*args, cwd):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def _error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and "USAGE" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    return errors[0]
+
+
+def test_command_line_mistakes_are_one_line_without_usage_text(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (("byol_tf.train",), 2, "--workdir is required"),
+        (("byol_tf.train", f"--workdir={tmp_path}/run", "extra"), 2, "unexpected argument(s) extra"),
+        (("byol_tf.evaluate", "--protocol=knn"), 2, "--workdir is required"),
+        (("byol_tf.export", f"--workdir={tmp_path}/run"), 2, "--export_dir is required"),
+        (("byol_tf.export", f"--workdir={tmp_path}/run", f"--export_dir={a_file}"), 1,
+         f"--export_dir={a_file} is a file"),
+        (("byol_tf.train", "--config=nosuch", f"--workdir={tmp_path}/run"), 2, "no packaged config of that name"),
+    ]
+    for args, code, words in cases:
+        result = _command(*args, cwd=tmp_path)
+        assert result.returncode == code, (args, result.returncode, result.stderr[-2000:])
+        assert words in _error_line(result), (args, result.stderr[-2000:])
+    assert not (tmp_path / "run").exists()

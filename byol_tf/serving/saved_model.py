@@ -78,7 +78,7 @@ STALE_TEMP_SECONDS = 3600
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"\d+-[0-9a-f]+")
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = (FileNotFoundError, FileExistsError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
 
 class EncoderServingModule(tf.Module):
@@ -160,7 +160,10 @@ def export(workdir, export_dir, version=None, step=None):
     Raises:
         FileNotFoundError: no training run or no such checkpoint in `workdir`.
         FileExistsError: `version` already exists in `export_dir`.
+        NotADirectoryError: `export_dir` (or a folder above it) is a file.
+        PermissionError: `export_dir` cannot be created.
     """
+    _check_export_dir(export_dir)
     versions = existing_versions(export_dir)
     if version is None:
         version = versions[-1] + 1 if versions else 1
@@ -192,6 +195,22 @@ def export(workdir, export_dir, version=None, step=None):
         raise
     logging.info("Exported the online encoder of %s (step %d) to %s", checkpoint, restored_step, final)
     return final
+
+
+def _check_export_dir(export_dir):
+    """One-line errors for an `export_dir` that cannot be a directory, before any work."""
+    path = export_dir.rstrip("/") or export_dir
+    while path and not tf.io.gfile.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if path and tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+        what = "is a file" if path == export_dir.rstrip("/") else f"lies under the file {path}"
+        raise NotADirectoryError(f"--export_dir={export_dir} {what}: pass a directory (TF-Serving's model "
+                                 "base path; versions are written as <export_dir>/<N>).")
+    if "://" not in export_dir and path and not os.access(path, os.W_OK):
+        raise PermissionError(f"--export_dir={export_dir}: {path} is not writable.")
 
 
 def remove_stale_temps(export_dir, max_age_seconds=STALE_TEMP_SECONDS):
