@@ -1,13 +1,12 @@
-"""configs/ablations.py: each ablation is the small-data preset with exactly its change, and trains."""
+"""The packaged `ablations` config (`byol_tf.configs.ablations`): each ablation is the small-data preset with exactly its change, and trains."""
 
 import numpy as np
 import pytest
 
 from byol_tf.config import schema
 from byol_tf.training import loop
-from conftest import load_config_module
-
-ablations = load_config_module("ablations")
+from byol_tf.configs import ablations
+from byol_tf.configs import small_data
 
 CHANGES = {
     "baseline": {},
@@ -33,7 +32,7 @@ def _flat(tree, prefix=""):
 
 @pytest.mark.parametrize("name", ablations.ABLATIONS)
 def test_each_ablation_changes_exactly_its_keys(name):
-    base = _flat(load_config_module("small_data").get_config().to_dict())
+    base = _flat(small_data.get_config().to_dict())
     base["evals.at_end"] = "linear,knn"
     config = ablations.get_config(name)
     config.data.data_dir = "/data/my_images"  # a folder source needs one

@@ -5,28 +5,23 @@ No timing assertions: the figures are only checked to be sane.
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import keras
 import pytest
 import tensorflow as tf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-
+from byol_tf.benchmarks import benchmark
 from byol_tf.benchmarks import flops as bench_flops
 from byol_tf.benchmarks import input_pipeline as bench_input
 from byol_tf.benchmarks import isolate as bench_isolate
 from byol_tf.benchmarks import step as bench_step
 from byol_tf.benchmarks import table as bench_table
-from byol_tf.benchmarks import benchmark
-
-from byol_tf.config import schema  # noqa: E402
-from byol_tf.data import sources  # noqa: E402
+from byol_tf.config import schema
+from byol_tf.data import sources
+from helpers import stub_phases
 
 
 def _tiny_config():
@@ -175,8 +170,7 @@ def test_run_benchmark_defaults_to_this_machines_native_precisions():
 
 
 def _benchmark_command(tmp_path, *flags):
-    return [sys.executable, "-u", os.path.join(REPO, "tools", "benchmark.py"),
-            "--config=" + os.path.join(REPO, "configs", "quickstart.py"), "--batch=2", "--steps=1",
+    return [sys.executable, "-u", "-m", "byol_tf.benchmarks.benchmark", "--config=quickstart", "--batch=2", "--steps=1",
             "--repeats=1", "--warmup_steps=1", "--precisions=float32", "--output=" + str(tmp_path / "report.json"),
             *flags]
 
@@ -190,7 +184,7 @@ def _cells(text, row):
 def test_phases_past_a_tiny_timeout_are_cut_off_and_the_table_printed(tmp_path):
     # Real phases; no process even starts Python in 10 ms, so every phase is cut off.
     run = subprocess.run(_benchmark_command(tmp_path, "--phases=matmul,byol,supervised", "--phase_timeout=0.01"),
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout
     assert "Peak matmul" in text and "float32 cut off after 0.01 s" in text
@@ -209,7 +203,7 @@ def test_phases_past_a_tiny_timeout_are_cut_off_and_the_table_printed(tmp_path):
 def test_sigterm_stops_the_running_phase_and_prints_what_finished(tmp_path):
     process = subprocess.Popen(
         _benchmark_command(tmp_path, "--phases=matmul,byol,supervised", "--matmul_size=64", "--phase_timeout=0"),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = []
     try:
         for line in process.stdout:
@@ -235,35 +229,7 @@ def test_sigterm_stops_the_running_phase_and_prints_what_finished(tmp_path):
     assert _positive(report["peak_matmul"]["float32"]["flops_per_sec"])
 
 
-STUB_PHASES = textwrap.dedent("""
-    import os
-
-    from byol_tf.benchmarks import isolate as bench_isolate
-
-
-    def fails_after_progress():
-        bench_isolate.report_progress(stage="timed repeats", compile_seconds=12.0)
-        bench_isolate.report_progress(repeats_done=1, repeats=3, repeat_seconds=[32.0], images_per_repeat=8)
-        raise ValueError("boom")
-
-
-    def dies():
-        bench_isolate.report_progress(stage="warm-up")
-        os._exit(3)
-""")
-
-
-@pytest.fixture
-def stub_phases(tmp_path, monkeypatch):
-    """A module of stub phases, light to import in a spawned child (it inherits `sys.path`)."""
-    (tmp_path / "stub_phases.py").write_text(STUB_PHASES)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import stub_phases  # pylint: disable=g-import-not-at-top
-
-    return stub_phases
-
-
-def test_failing_and_dying_phases_are_reported_with_their_progress(stub_phases):
+def test_failing_and_dying_phases_are_reported_with_their_progress():
     failed = bench_isolate.attempt_phase(stub_phases.fails_after_progress)
     assert failed["status"] == "failed" and failed["error"] == "ValueError: boom"
     assert "raise ValueError" in failed["traceback"]

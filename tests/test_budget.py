@@ -3,31 +3,28 @@
 import json
 import os
 import pathlib
-import sys
 
 import pytest
 
 from byol_tf.config import schema
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-
-import cifar_budget  # noqa: E402
-from conftest import small_tree, tiny_budget_config  # noqa: E402
+from byol_tf.experiments import budget
+from helpers.configs import tiny_budget_config
+from helpers.images import small_tree
 
 CLASSES = ("airplane", "automobile", "cat", "ship")
 
 
 def test_steps_for_budget():
     # 10 min = 600 s, 30 s compiling, 0.5 s per step: 0.97 * 570 / 0.5 = 1105.8 -> 1105.
-    assert cifar_budget.steps_for_budget(10, 30.0, 0.5) == 1105
-    assert cifar_budget.steps_for_budget(10, 30.0, 0.5, safety=1.0) == 1140
-    assert cifar_budget.steps_for_budget(0.01, 30.0, 0.5) == 1  # compilation alone overruns: one step
+    assert budget.steps_for_budget(10, 30.0, 0.5) == 1105
+    assert budget.steps_for_budget(10, 30.0, 0.5, safety=1.0) == 1140
+    assert budget.steps_for_budget(0.01, 30.0, 0.5) == 1  # compilation alone overruns: one step
 
 
 def test_supervised_run_is_the_fine_tuning_protocol_on_all_labels():
     config = tiny_budget_config()
-    protocol = cifar_budget.supervised_eval_config(config, batch_size=8, epochs=3, learning_rate=0.2,
-                                                   weight_decay=5e-4, min_area=0.2)
+    protocol = budget.supervised_eval_config(config, batch_size=8, epochs=3, learning_rate=0.2,
+                                             weight_decay=5e-4, min_area=0.2)
     ft = protocol.evals.finetune
     assert (ft.label_fraction, ft.epochs, ft.batch_size) == (1.0, 3, 8)
     assert (ft.base_learning_rate, ft.weight_decay, ft.momentum, ft.nesterov) == (0.2, 5e-4, 0.9, True)
@@ -44,15 +41,15 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
     workdir = str(tmp_path / "run")
     config = tiny_budget_config()
     lines = []
-    first = cifar_budget.run(config, data_dir, workdir, minutes=0.02, supervised_lr=0.2,
-                             supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
+    first = budget.run(config, data_dir, workdir, minutes=0.02, supervised_lr=0.2,
+                       supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
 
     plan = json.loads(pathlib.Path(workdir, "plan.json").read_text())
     assert plan["train_examples"] == 48 and plan["batch_size"] == 8
     for name in ("byol", "supervised"):
         p = plan[name]
         assert p["calibrated_images_per_sec"] > 0 and p["calibrated_compile_seconds"] > 0
-        expected = cifar_budget.steps_for_budget(
+        expected = budget.steps_for_budget(
             0.02, p["calibrated_compile_seconds"], 8 / p["calibrated_images_per_sec"])
         assert p["steps"] == expected
     # The BYOL run stopped exactly at the planned step, with its schedules spanning it.
@@ -70,7 +67,7 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
         for key in ("linear_top1", "linear_top5", "knn_top1", "knn_top5"):
             assert 0.0 <= row[key] <= 1.0
         assert row["linear_top1"] <= row["linear_top5"] and row["knn_top1"] <= row["knn_top5"]
-    table = cifar_budget.format_table(first)
+    table = budget.format_table(first)
     assert table.count("\n") == 4 and "| BYOL |" in table
     assert json.loads(pathlib.Path(workdir, "results.json").read_text())["rows"] == first["rows"]
     # Scored by the library's protocols, which wrote their results.
@@ -83,8 +80,8 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
     # no training, the same features.
     plan_mtime = os.path.getmtime(os.path.join(workdir, "plan.json"))
     lines.clear()
-    second = cifar_budget.run(config, data_dir, workdir, minutes=0.02, supervised_lr=0.2,
-                              supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
+    second = budget.run(config, data_dir, workdir, minutes=0.02, supervised_lr=0.2,
+                        supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
     assert os.path.getmtime(os.path.join(workdir, "plan.json")) == plan_mtime
     assert not any("Calibrating" in line or "Supervised from scratch:" in line for line in lines)
     assert second["byol"] == first["byol"] and second["supervised"] == first["supervised"]
@@ -94,12 +91,12 @@ def test_run_scores_three_encoders_and_resumes(tmp_path):
 
     # Another budget in the same workdir is refused before any work.
     with pytest.raises(schema.ConfigError, match="differs from the 0.02 minutes"):
-        cifar_budget.run(config, data_dir, workdir, minutes=1.0, supervised_lr=0.2,
-                         supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
+        budget.run(config, data_dir, workdir, minutes=1.0, supervised_lr=0.2,
+                   supervised_wd=5e-4, supervised_min_area=0.2, print_fn=lines.append)
 
 
 def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
-    # loop.train returns early (checkpoint saved) on SIGTERM: the later phases must not start.
+    # loop.run returns early (checkpoint saved) on SIGTERM: the later phases must not start.
     data_dir = small_tree(str(tmp_path / "data"), 2, 1, CLASSES)
     workdir = tmp_path / "run"
     workdir.mkdir()
@@ -111,9 +108,9 @@ def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
         step = 4
         exit_code = 143
 
-    monkeypatch.setattr(cifar_budget, "pretrain_byol", lambda *args: (Stopped(), 1.0))
+    monkeypatch.setattr(budget, "pretrain_byol", lambda *args: (Stopped(), 1.0))
     lines = []
-    assert cifar_budget.run(tiny_budget_config(), data_dir, str(workdir), 1.0, 0.2, 5e-4, 0.2,
-                            print_fn=lines.append) is None
+    assert budget.run(tiny_budget_config(), data_dir, str(workdir), 1.0, 0.2, 5e-4, 0.2,
+                      print_fn=lines.append) is None
     assert "stopped at step 4 of 10" in lines[-1]
     assert not (workdir / "supervised").exists() and not (workdir / "byol.json").exists()

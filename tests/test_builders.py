@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from byol_tf.byol import builders
 from byol_tf.training import loop
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 
 def _built(**training):

@@ -9,7 +9,7 @@ import tensorflow as tf
 from byol_tf.byol import networks
 from byol_tf.models import resnet
 from byol_tf.byol import builders
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 TINY = dict(depth=18, width_multiplier=0.25, stem="small")
 

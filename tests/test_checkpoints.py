@@ -13,7 +13,7 @@ from byol_tf.run import checkpoints
 from byol_tf.run import directory
 from byol_tf.byol import builders
 from byol_tf.run import checkpoints
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 
 def _checkpointer(workdir, value=0.0, keep=3):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from byol_tf.evaluation import classifier
-from conftest import tiny_encoder
+from helpers.encoders import tiny_encoder
 
 
 def test_classifier_freezes_what_the_protocol_says():

@@ -10,7 +10,8 @@ from byol_tf.run import checkpoints
 from byol_tf.run import directory
 from byol_tf.evaluation import context
 from byol_tf.models import resnet
-from conftest import EASY_CLASSES, STEP, shared_run, tree_config
+from helpers.images import EASY_CLASSES
+from helpers.runs import STEP, shared_run, tree_config
 
 
 def test_make_run_restores():

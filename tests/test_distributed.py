@@ -1,19 +1,18 @@
 """Two replicas (MirroredStrategy over two logical CPUs) match one replica."""
 
-import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-SCRIPT = pathlib.Path(__file__).with_name("two_replica_check.py")
+from helpers import scripts
+from helpers.replicas import difference_per_update
 
 
 def _run(mode, tmp_path, init=None):
     out = tmp_path / f"{mode}.npz"
-    args = [sys.executable, str(SCRIPT), mode, str(out)] + ([str(init)] if init else [])
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    args = scripts.command("two_replica_check", mode, out, *([init] if init else []))
+    done = subprocess.run(args, cwd=scripts.TESTS_DIR, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     data = np.load(out)
     n = sum(1 for k in data.files if k.startswith("end_"))
@@ -22,21 +21,6 @@ def _run(mode, tmp_path, init=None):
 
 def _max_relative_difference(a, b):
     return max(float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-6)) for x, y in zip(a, b))
-
-
-def _difference_per_update(start, end, other_end):
-    """Per variable: max |end - other_end| relative to the update max |end - start|.
-
-    Relative to the update, not the value: the weights compared are those
-    after ONE step from identical weights (the check script makes that update
-    large, eta = 1). The 1e-9 floor is for the Dense biases in front of a
-    batch norm, whose exact gradient is 0: their update is float64 rounding
-    (~1e-18), different in the two runs.
-    """
-    return np.array([
-        np.max(np.abs(e - o)) / (np.max(np.abs(e - s)) + 1e-9)
-        for s, e, o in zip(start, end, other_end)
-    ])
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +40,14 @@ def test_two_replicas_match_one_with_the_same_global_batch(runs):
     # The loss is summed in float32 (the library's), in another order.
     np.testing.assert_allclose(two_losses, one_losses, rtol=1e-6)
     # Every weight after one step: online and target parameters, BN statistics.
-    # In float64 (see two_replica_check.py) measured <= 2e-12 of the update,
+    # In float64 (see helpers/two_replica_check.py) measured <= 2e-12 of the update,
     # 5e-9 for the zero-gradient biases; an all-reduce paired wrongly, a
     # replica's wrong augmentation rows or its own BN statistics give ~1
     # (below). In float32 this comparison is noise: a ReLU gate flipped by
     # rounding, in the one- or the two-replica run, moves the gradients of all
     # the layers before it by up to ~8e-2, as far as single-replica float32 is
     # from float64.
-    difference = _difference_per_update(one_start, one_end, two_end)
+    difference = difference_per_update(one_start, one_end, two_end)
     assert np.max(difference) < 1e-6, np.sort(difference)[-5:]
 
 
@@ -71,4 +55,4 @@ def test_without_sync_batch_norm_the_runs_differ(runs):
     # The comparison above is sensitive: per-replica BN statistics change the result.
     _, one_start, one_end = runs["one"]
     _, _, unsynced_end = runs["two_unsynced"]
-    assert np.median(_difference_per_update(one_start, one_end, unsynced_end)) > 0.1
+    assert np.median(difference_per_update(one_start, one_end, unsynced_end)) > 0.1

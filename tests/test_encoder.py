@@ -13,7 +13,7 @@ from byol_tf.serving import encoder as encoder_lib
 from byol_tf.serving import saved_model as export_lib
 from byol_tf.byol import builders
 from byol_tf.run import checkpoints
-from conftest import tiny_config
+from helpers.configs import tiny_config
 from helpers import reference_preprocessing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

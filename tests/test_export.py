@@ -20,24 +20,24 @@ from byol_tf.serving import encoder as encoder_lib
 from byol_tf.serving import saved_model as export_lib
 from byol_tf.byol import builders
 from byol_tf.run import checkpoints
-from conftest import tiny_config
+from helpers.configs import tiny_config
 from helpers import reference_preprocessing
 from byol_tf.training import loop
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "byol_tf" / "data" / "sample"
 
-# Runs in a fresh interpreter that cannot import byol_tf: `-I -S` skips the
-# .pth files (the editable install's import hook); site-packages is added by hand.
+# Runs in a fresh interpreter that cannot import byol_tf: `-S` skips the .pth
+# files (the editable install's import hook); PYTHONPATH names only the
+# directories of TensorFlow and NumPy.
 LOADER = r"""
 import base64, importlib.util, json, sys
-sys.path.extend(json.loads(sys.argv[1]))
 assert importlib.util.find_spec("byol_tf") is None, "byol_tf is importable"
 import keras
 import numpy as np
 import tensorflow as tf
 
-for case in json.loads(open(sys.argv[2]).read()):
+for case in json.loads(open(sys.argv[1]).read()):
     loaded = tf.saved_model.load(case["path"])
     serve = loaded.signatures["serving_default"]
     (name,) = serve.structured_input_signature[1]
@@ -161,10 +161,10 @@ def test_signatures_run_without_byol_tf(trained, group_ws, tmp_path):
     assert "ModuleSpec(name='byol_tf'" in found.stdout, found.stdout + found.stderr
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     (tmp_path / "loader.py").write_text(LOADER)
-    site = json.dumps([os.path.dirname(os.path.dirname(tf.__file__)), os.path.dirname(np.__path__[0])])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    site = dict.fromkeys([os.path.dirname(os.path.dirname(tf.__file__)), os.path.dirname(np.__path__[0])])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(site))
     run = subprocess.run(
-        [sys.executable, "-I", "-S", "loader.py", site, "cases.json"],
+        [sys.executable, "-S", "loader.py", "cases.json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -6,7 +6,8 @@ import tensorflow as tf
 from byol_tf.config import schema
 from byol_tf.data import labelled
 from byol_tf.evaluation import features
-from conftest import run_config, tiny_encoder
+from helpers.configs import run_config
+from helpers.encoders import tiny_encoder
 
 
 def _sample_data():

@@ -3,16 +3,14 @@
 import json
 import os
 import pathlib
-import sys
 
 import pytest
 from absl import app
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-
-import cifar_budget  # noqa: E402
-import few_labels  # noqa: E402
-from conftest import small_tree, tiny_budget_config  # noqa: E402
+from byol_tf.experiments import budget
+from byol_tf.experiments import few_labels
+from helpers.configs import tiny_budget_config
+from helpers.images import small_tree
 
 CLASSES = ("airplane", "automobile", "cat", "ship")
 
@@ -38,7 +36,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
     workdir = str(tmp_path / "run")
     args = dict(minutes=0.02, fractions=[0.25, 0.5], subset_seed=3, finetune_steps=6, supervised_lr=0.2,
                 supervised_wd=5e-4, supervised_min_area=0.2)
-    # The plan phase (calibration) is cifar_budget's, tested there: start from a written plan.
+    # The plan phase (calibration) is `budget`'s, tested there: start from a written plan.
     os.makedirs(workdir)
     plan = {"minutes": 0.02, "batch_size": 8, "precision": "float32", "train_examples": 48,
             "byol": {"steps": 4}, "supervised": {"steps": 7}}
@@ -84,7 +82,7 @@ def test_run_compares_methods_on_the_same_labels_and_resumes(tmp_path):
 
 def test_run_stops_when_pretraining_was_interrupted(tmp_path, monkeypatch):
     data_dir = small_tree(str(tmp_path / "data"), 2, 1, CLASSES)
-    monkeypatch.setattr(cifar_budget, "plan_and_pretrain", lambda *args: None)
+    monkeypatch.setattr(budget, "plan_and_pretrain", lambda *args: None)
     assert few_labels.run(_tiny_config(), data_dir, str(tmp_path / "run"), 1.0, [0.5], 0, 4, 0.2, 5e-4, 0.2,
                           print_fn=lambda line: None) is None
     assert not (tmp_path / "run" / "eval").exists()

@@ -13,7 +13,8 @@ from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from byol_tf.evaluation import finetune
 from byol_tf.evaluation import subsets
-from conftest import STEP, run_config, shared_run, tree_config
+from helpers.configs import run_config
+from helpers.runs import STEP, shared_run, tree_config
 
 
 def _data(**overrides):

@@ -12,7 +12,7 @@ from byol_tf.config import schema
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
-from conftest import STEP, shared_run, tree_config
+from helpers.runs import STEP, shared_run, tree_config
 
 
 def brute_force(train, train_labels, test, num_classes, k, temperature, weighting):

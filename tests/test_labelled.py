@@ -10,12 +10,12 @@ from byol_tf.config import schema
 from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import sources
-from conftest import run_config
-from test_pipeline import _config
+from helpers.configs import run_config
+from helpers.datasets import pipeline_config
 
 
 def test_center_crops_cover_each_example_once():
-    cfg = _config()
+    cfg = pipeline_config()
     ds, info = sources.load_source(cfg.data, "test")
     images = labelled.center_crops(labelled.labelled_examples(cfg.data, "test")[0], 32, 1.0, 300)
     sizes, labels, pixels = [], [], []
@@ -32,7 +32,7 @@ def test_center_crops_cover_each_example_once():
 
 
 def test_train_views_use_the_configured_crop_sampler():
-    cfg = _config()
+    cfg = pipeline_config()
     ds, _ = sources.load_source(cfg.data, "train")
     ds = ds.take(16)
     augment = ml_collections.ConfigDict(dict(cfg.augment))

@@ -17,7 +17,9 @@ from byol_tf.evaluation import linear
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
 from byol_tf.evaluation import subsets
-from conftest import EASY_CLASSES, STEP, run_config, shared_run, tree_config
+from helpers.configs import run_config
+from helpers.images import EASY_CLASSES
+from helpers.runs import STEP, shared_run, tree_config
 
 
 def _evaluate(workdir, config, **kwargs):

@@ -1,17 +1,15 @@
 """Multi-worker training: real worker processes on localhost ports (MultiWorkerMirroredStrategy from TF_CONFIG).
 
-Each cluster is two processes of `multiworker_check.py` (one CPU device
+Each cluster is two processes of `helpers/multiworker_check.py` (one CPU device
 each) started with plain subprocesses and a TF_CONFIG naming free localhost
 ports; the workdir is a local directory both see (as a GCS bucket would be).
 """
 
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -19,18 +17,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf.run import checkpoints
-
-from byol_tf.run import directory
 from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.run import checkpoints
+from byol_tf.run import directory
 from byol_tf.training import progress
-from conftest import tiny_config
-from test_distributed import _difference_per_update
+from helpers import scripts
+from helpers.configs import tiny_config
+from helpers.replicas import difference_per_update
 
-HERE = pathlib.Path(__file__).parent
-SCRIPT = HERE / "multiworker_check.py"
 WORKERS = 2
 TIMEOUT = 600
 
@@ -53,7 +48,7 @@ def free_ports(count):
 
 
 def launch(args, tmp_path, name="cluster", workers=WORKERS):
-    """Starts `multiworker_check.py ARGS` as a cluster of `workers` processes; returns their Popens (chief first).
+    """Starts `helpers/multiworker_check.py ARGS` as a cluster of `workers` processes; returns their Popens (chief first).
 
     Worker i's stderr goes to `<tmp_path>/<name>-worker<i>.err`, its stdout to a pipe, and its
     temporary files (the throwaway checkpoints of a non-chief worker) to `<tmp_path>/tmp-worker<i>`.
@@ -67,7 +62,7 @@ def launch(args, tmp_path, name="cluster", workers=WORKERS):
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         with open(tmp_path / f"{name}-worker{index}.err", "w") as err:
             processes.append(subprocess.Popen(
-                [sys.executable, str(SCRIPT), *map(str, args)], env=env, cwd=str(HERE),
+                scripts.command("multiworker_check", *args), env=env, cwd=scripts.TESTS_DIR,
                 stdout=subprocess.PIPE, stderr=err, text=True))
         processes[-1].err_path = tmp_path / f"{name}-worker{index}.err"
     return processes
@@ -146,7 +141,7 @@ def test_a_non_chief_progress_prints_nothing_and_writes_no_events(tmp_path):
 @pytest.mark.slow
 def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
     one = tmp_path / "one.npz"
-    done = subprocess.run([sys.executable, str(HERE / "two_replica_check.py"), "one", str(one)],
+    done = subprocess.run(scripts.command("two_replica_check", "one", one), cwd=scripts.TESTS_DIR,
                           capture_output=True, text=True, timeout=TIMEOUT,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -161,7 +156,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
     two_end = [ours[f"end_{i}"] for i in range(n)]
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(start, one_end)) > 1e-3  # the step did something
     np.testing.assert_allclose(ours["losses"], reference["losses"], rtol=1e-6)
-    difference = _difference_per_update(start, one_end, two_end)
+    difference = difference_per_update(start, one_end, two_end)
     print(f"2 workers vs 1 process, max difference per update: {np.max(difference):.3g}")
     assert np.max(difference) < 1e-6, np.sort(difference)[-5:]
     for a, b in zip(two_end, (other[f"end_{i}"] for i in range(n))):  # both workers hold the same weights

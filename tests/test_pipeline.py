@@ -4,28 +4,18 @@ import contextlib
 import os
 import shutil
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from byol_tf.config import loading
 from byol_tf.config import schema
 from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import pipeline
 from byol_tf.data import sources
-from conftest import ROOT, load_config_module
-
-
-def _config(**data):
-    base = dict(source="sample", name="cifar10", data_dir=None, train_split="train",
-                eval_split="test", shuffle_buffer=256, cache=False, image_size=32,
-                eval_crop_fraction=1.0, deterministic=True)
-    base.update(data)
-    return ml_collections.ConfigDict(dict(
-        seed=0, data=base,
-        augment=dict(area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), flip_prob=0.5)))
+from helpers.datasets import pipeline_config
 
 
 def _first(ds):
@@ -42,7 +32,7 @@ def _small_tree(root, per_class=5):
 
 
 def test_pretrain_shapes_dtypes_and_views_differ():
-    ds = pipeline.pretrain_dataset(_config(cache=True), batch_size=8)
+    ds = pipeline.pretrain_dataset(pipeline_config(cache=True), batch_size=8)
     spec = ds.element_spec
     assert spec["view1"].shape == spec["view2"].shape == (8, 32, 32, 3)
     assert spec["view1"].dtype == tf.uint8 and spec["label"].dtype == tf.int32
@@ -53,7 +43,7 @@ def test_pretrain_shapes_dtypes_and_views_differ():
 
 
 def test_pretrain_reproducible_by_seed():
-    first = [_first(pipeline.pretrain_dataset(_config(), 8, seed=s)) for s in (5, 5, 6)]
+    first = [_first(pipeline.pretrain_dataset(pipeline_config(), 8, seed=s)) for s in (5, 5, 6)]
     for key in ("view1", "view2", "label"):
         np.testing.assert_array_equal(first[0][key], first[1][key])
     assert not np.array_equal(first[0]["view1"], first[2]["view1"])
@@ -81,7 +71,7 @@ def _expected_views(cfg, seed, sampler):
 def test_pretrain_views_use_the_configured_crop_sampler():
     batches = {}
     for sampler in (None, "reference", "retry"):  # None: a config without the key
-        cfg = _config(cache=True)
+        cfg = pipeline_config(cache=True)
         cfg.augment.area_range = (0.8, 1.0)  # large crops: many overflow the image
         if sampler:
             cfg.augment.crop_sampler = sampler
@@ -96,10 +86,10 @@ def test_pretrain_views_use_the_configured_crop_sampler():
 
 
 def test_every_config_uses_the_reference_crop_sampler():
-    names = sorted(path.stem for path in (ROOT / "configs").glob("*.py"))
+    names = loading.packaged_names()
     assert len(names) >= 6
     for name in names:
-        config = load_config_module(name).get_config()
+        config = loading.load(name)
         assert config.augment.crop_sampler == "reference", name
         assert config.evals.augment.crop_sampler == "reference", name
     for section in ("augment", "evals.augment"):
@@ -110,14 +100,14 @@ def test_every_config_uses_the_reference_crop_sampler():
 
 
 def test_pretrain_pipelines_see_different_data(tmp_path):
-    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), shuffle_buffer=0)
+    cfg = pipeline_config(source="folder", data_dir=_small_tree(str(tmp_path)), shuffle_buffer=0)
     batches = [_first(pipeline.pretrain_dataset(
         cfg, 4, tf.distribute.InputContext(2, i, 1))) for i in range(2)]
     assert not np.array_equal(batches[0]["view1"], batches[1]["view1"])
 
 
 def test_pretrain_repeats_past_one_epoch(tmp_path):
-    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)), cache=True)
+    cfg = pipeline_config(source="folder", data_dir=_small_tree(str(tmp_path)), cache=True)
     labels = np.concatenate([b["label"].numpy() for b in
                              pipeline.pretrain_dataset(cfg, 4).take(10)])
     assert len(labels) == 40 and set(labels) == {0, 1, 2}  # 15 images, 40 examples
@@ -134,7 +124,7 @@ def test_truncated_jpeg_dropped_at_decode(tmp_path, capfd):
     data = open(good, "rb").read()
     with open(os.path.join(root, "train", "cat", "truncated.jpg"), "wb") as f:
         f.write(data[: len(data) // 2])  # valid magic bytes: passes the listing check
-    cfg = _config(source="folder", data_dir=root, cache=True)
+    cfg = pipeline_config(source="folder", data_dir=root, cache=True)
     assert sources.load_source(cfg.data, "train")[1].num_examples == 16
     seen = sum(len(b["label"]) for b in _center_crops(cfg, "train", 4))
     assert seen == 15
@@ -146,7 +136,7 @@ def test_truncated_jpeg_dropped_at_decode(tmp_path, capfd):
 
 
 def test_tfds_mock_encoded_and_decoded_images():
-    cfg = _config(source="tfds", data_dir="/nonexistent/tfds", eval_crop_fraction=0.875)
+    cfg = pipeline_config(source="tfds", data_dir="/nonexistent/tfds", eval_crop_fraction=0.875)
     with tfds.testing.mock_data(num_examples=10):  # SkipDecoding: PNG bytes
         batch = _first(pipeline.pretrain_dataset(cfg, 4))
         evaluated = sum(len(b["label"]) for b in _center_crops(cfg, "test", 4))
@@ -180,7 +170,7 @@ def test_mix_seed_values():
 
 
 def test_each_epoch_is_a_seeded_permutation_of_the_files(tmp_path):
-    cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)))  # 15 files, 3 classes
+    cfg = pipeline_config(source="folder", data_dir=_small_tree(str(tmp_path)))  # 15 files, 3 classes
     images = [b["view1"] for b in pipeline.pretrain_dataset(cfg, 5).take(9).as_numpy_iterator()]
     labels = np.concatenate([b["label"] for b in pipeline.pretrain_dataset(cfg, 5).take(9).as_numpy_iterator()])
     for epoch in range(3):  # every epoch: each file once (5 per class)
@@ -193,10 +183,10 @@ def test_each_epoch_is_a_seeded_permutation_of_the_files(tmp_path):
 @pytest.mark.parametrize("source", ["folder", "tfds"])
 def test_a_stream_started_at_step_k_is_the_rest_of_the_uninterrupted_one(tmp_path, source):
     if source == "folder":
-        cfg = _config(source="folder", data_dir=_small_tree(str(tmp_path)))
+        cfg = pipeline_config(source="folder", data_dir=_small_tree(str(tmp_path)))
         context = contextlib.nullcontext()
     else:
-        cfg = _config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=8)
+        cfg = pipeline_config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=8)
         context = tfds.testing.mock_data(num_examples=15)
     with context:
         whole = list(pipeline.pretrain_dataset(cfg, 4).take(10).as_numpy_iterator())
@@ -215,13 +205,13 @@ def test_an_epoch_without_decodable_images_stops_the_stream(tmp_path):
             data = open(path, "rb").read()
             with open(path, "wb") as out:
                 out.write(data[: len(data) // 3])  # JPEG magic intact: passes the listing
-    cfg = _config(source="folder", data_dir=root)
+    cfg = pipeline_config(source="folder", data_dir=root)
     with pytest.raises(tf.errors.InvalidArgumentError, match=pipeline.UNDECODABLE_MARKER):
         list(pipeline.pretrain_dataset(cfg, 4).take(3))
 
 
 def test_tfds_decoded_images_of_varying_sizes_survive_the_block_shuffle():
-    cfg = _config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=4)
+    cfg = pipeline_config(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", shuffle_buffer=4)
     sizes = [(20 + i, 30 - i) for i in range(10)]
 
     def varying(self, *args, **kwargs):  # a TFDS set that yields decoded pixels of several sizes

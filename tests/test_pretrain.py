@@ -8,7 +8,7 @@ from byol_tf.run import directory
 from byol_tf.data import sources
 from byol_tf.evaluation import context
 from byol_tf.evaluation import results
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 
 def test_run_evaluates_the_final_checkpoint_with_the_standalone_protocols(tmp_path):

@@ -62,15 +62,15 @@ optax = pytest.importorskip("optax", reason=_REASON)
 import jax.numpy as jnp  # noqa: E402
 
 import byol_tf  # noqa: E402
-import haiku_reference  # noqa: E402  (tests/ is on sys.path under pytest)
 from byol_tf import deepmind_checkpoint  # noqa: E402
 from byol_tf.byol import ema  # noqa: E402
 from byol_tf.byol import lars  # noqa: E402
 from byol_tf.byol import schedules  # noqa: E402
 from byol_tf.augment import device  # noqa: E402
-from byol_tf.augment import views
+from byol_tf.augment import views  # noqa: E402
 from byol_tf.byol import networks  # noqa: E402
 from byol_tf.byol import step as step_lib  # noqa: E402
+from helpers import haiku_reference  # noqa: E402
 
 DEPTH, WIDTH = 18, 0.125
 PROJECTOR_HIDDEN, PROJECTION, PREDICTOR_HIDDEN = 32, 16, 32

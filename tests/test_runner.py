@@ -9,7 +9,7 @@ from byol_tf.config import schema
 from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
-from conftest import STEP, shared_run, tree_config
+from helpers.runs import STEP, shared_run, tree_config
 
 
 def test_every_protocol_of_the_schema_has_a_runner():

@@ -4,38 +4,13 @@ import collections
 import os
 import shutil
 
-import ml_collections
 import numpy as np
 from PIL import Image
-import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from byol_tf.data import sources
-
-CIFAR = sources.sample_dir()  # real CIFAR-10 JPEGs bundled with the package
-CLASSES = ("airplane", "bird", "cat")
-
-
-def _config(**kwargs):
-    base = dict(source="folder", name="cifar10", data_dir=None, train_split="train",
-                eval_split="test")
-    base.update(kwargs)
-    return ml_collections.ConfigDict(base)
-
-
-def _make_tree(root, split="train", per_class=(4, 3, 5), png_class="cat"):
-    """Copies real CIFAR JPEGs into root/split/<class>/; one class also gets PNG files."""
-    for name, n in zip(CLASSES, per_class):
-        os.makedirs(os.path.join(root, split, name), exist_ok=True)
-        for i in range(n):
-            src = os.path.join(CIFAR, "train", name, f"{i:04d}.jpg")
-            if name == png_class and i % 2:
-                png = tf.io.encode_png(tf.io.decode_jpeg(tf.io.read_file(src)))
-                tf.io.write_file(os.path.join(root, split, name, f"{i:04d}.PNG"), png)
-            else:
-                shutil.copy(src, os.path.join(root, split, name, f"{i:04d}.jpg"))
-    return root
+from helpers.datasets import CIFAR, CLASSES, TinyJpegSet, data_error, make_tree, source_config
 
 
 def _examples(ds):
@@ -43,8 +18,8 @@ def _examples(ds):
 
 
 def test_folder_labels_counts_and_png(tmp_path):
-    root = _make_tree(str(tmp_path))
-    ds, info = sources.load_source(_config(data_dir=root), "train")
+    root = make_tree(str(tmp_path))
+    ds, info = sources.load_source(source_config(data_dir=root), "train")
     assert info == sources.SourceInfo(12, 3, CLASSES, "cifar10")
     examples = _examples(ds)
     assert collections.Counter(y for _, y in examples) == {0: 4, 1: 3, 2: 5}
@@ -58,14 +33,14 @@ def test_folder_labels_counts_and_png(tmp_path):
 
 
 def test_folder_without_split_folder_is_train(tmp_path):
-    root = _make_tree(str(tmp_path))
-    _, info = sources.load_source(_config(data_dir=os.path.join(root, "train")), "train")
+    root = make_tree(str(tmp_path))
+    _, info = sources.load_source(source_config(data_dir=os.path.join(root, "train")), "train")
     assert info.num_examples == 12 and info.class_names == CLASSES
 
 
 def test_folder_sharding_partitions_files(tmp_path):
-    root = _make_tree(str(tmp_path))
-    cfg = _config(data_dir=root)
+    root = make_tree(str(tmp_path))
+    cfg = source_config(data_dir=root)
     everything = sorted(img for img, _ in _examples(sources.load_source(cfg, "train")[0]))
     shards = []
     for i in range(2):
@@ -79,8 +54,8 @@ def test_folder_sharding_partitions_files(tmp_path):
 
 
 def test_folder_shuffle_files_is_seeded(tmp_path):
-    root = _make_tree(str(tmp_path))
-    cfg = _config(data_dir=root)
+    root = make_tree(str(tmp_path))
+    cfg = source_config(data_dir=root)
     a = _examples(sources.load_source(cfg, "train", shuffle_files=True, seed=3)[0])
     b = _examples(sources.load_source(cfg, "train", shuffle_files=True, seed=3)[0])
     plain = _examples(sources.load_source(cfg, "train")[0])
@@ -89,7 +64,7 @@ def test_folder_shuffle_files_is_seeded(tmp_path):
 
 
 def test_sample_source():
-    cfg = _config(source="sample")
+    cfg = source_config(source="sample")
     _, train = sources.load_source(cfg, "train")
     ds, test = sources.load_source(cfg, "test")
     assert (train.num_examples, test.num_examples) == (2000, 1000)
@@ -99,33 +74,26 @@ def test_sample_source():
     assert np.bincount(labels).tolist() == [100] * 10
 
 
-def _bad(match, fn, *args):
-    with pytest.raises(sources.DataError, match=match) as err:
-        fn(*args)
-    assert "\n" not in str(err.value)
-    return str(err.value)
-
-
 def test_bad_folders(tmp_path):
     load = sources.load_source
-    msg = _bad("does not exist", load, _config(data_dir=str(tmp_path / "nope")), "train")
+    msg = data_error("does not exist", load, source_config(data_dir=str(tmp_path / "nope")), "train")
     assert "--config.data.data_dir" in msg
-    _bad("data_dir is not set", load, _config(), "train")
-    _bad("Unknown data source 'bogus'", load, _config(source="bogus"), "train")
-    root = _make_tree(str(tmp_path / "a"))
-    _bad("Split folder 'test' not found.*train", load, _config(data_dir=root), "test")
+    data_error("data_dir is not set", load, source_config(), "train")
+    data_error("Unknown data source 'bogus'", load, source_config(source="bogus"), "train")
+    root = make_tree(str(tmp_path / "a"))
+    data_error("Split folder 'test' not found.*train", load, source_config(data_dir=root), "test")
     os.makedirs(tmp_path / "b" / "train")
-    _bad("No class folders", load, _config(data_dir=str(tmp_path / "b")), "train")
+    data_error("No class folders", load, source_config(data_dir=str(tmp_path / "b")), "train")
     os.makedirs(tmp_path / "b" / "train" / "dog")
     os.makedirs(tmp_path / "b" / "train" / "cat")
-    _bad("No image files", load, _config(data_dir=str(tmp_path / "b")), "train")
+    data_error("No image files", load, source_config(data_dir=str(tmp_path / "b")), "train")
     shutil.copy(os.path.join(CIFAR, "train", "cat", "0000.jpg"), tmp_path / "b" / "train" / "cat")
-    msg = _bad("is empty", load, _config(data_dir=str(tmp_path / "b")), "train")
+    msg = data_error("is empty", load, source_config(data_dir=str(tmp_path / "b")), "train")
     assert os.path.join("train", "dog") in msg
 
 
 def test_unreadable_files_skipped_and_counted(tmp_path):
-    root = _make_tree(str(tmp_path))
+    root = make_tree(str(tmp_path))
     cat = os.path.join(root, "train", "cat")
     open(os.path.join(cat, "empty.jpg"), "wb").close()
     with open(os.path.join(cat, "noise.jpg"), "wb") as f:
@@ -140,11 +108,11 @@ def test_unreadable_files_skipped_and_counted(tmp_path):
         shutil.rmtree(os.path.join(root, "train", name))
     os.makedirs(os.path.join(root, "train", "cat"))
     open(os.path.join(root, "train", "cat", "empty.jpg"), "wb").close()
-    _bad("All 1 image files .* unreadable", sources.list_image_folder, root, "train")
+    data_error("All 1 image files .* unreadable", sources.list_image_folder, root, "train")
 
 
 def test_unreadable_files_warning(tmp_path, caplog):
-    root = _make_tree(str(tmp_path))
+    root = make_tree(str(tmp_path))
     open(os.path.join(root, "train", "cat", "empty.jpg"), "wb").close()
     with caplog.at_level("WARNING"):
         sources.list_image_folder(root, "train")
@@ -153,7 +121,7 @@ def test_unreadable_files_warning(tmp_path, caplog):
 
 
 def test_tfds_mock_cifar10_encoded_and_sharded():
-    cfg = _config(source="tfds", data_dir="/nonexistent/tfds")
+    cfg = source_config(source="tfds", data_dir="/nonexistent/tfds")
     with tfds.testing.mock_data(num_examples=6):
         ds, info = sources.load_source(cfg, "train")
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
@@ -166,28 +134,9 @@ def test_tfds_mock_cifar10_encoded_and_sharded():
     assert shard.element_spec["image"].dtype == tf.string
 
 
-class TinyJpegSet(tfds.core.GeneratorBasedBuilder):
-    """A 3-class TFDS set of real CIFAR JPEGs, prepared locally (nothing downloaded)."""
-
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(names=list(CLASSES))}))
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(12), "test": self._generate_examples(5)}
-
-    def _generate_examples(self, n):
-        for i in range(n):
-            name = CLASSES[i % 3]
-            yield i, {"image": os.path.join(CIFAR, "train", name, f"{i:04d}.jpg"), "label": name}
-
-
 def test_tfds_prepared_splits_sharding_and_errors(tmp_path):
     TinyJpegSet(data_dir=str(tmp_path)).download_and_prepare()
-    cfg = _config(source="tfds", name="tiny_jpeg_set", data_dir=str(tmp_path))
+    cfg = source_config(source="tfds", name="tiny_jpeg_set", data_dir=str(tmp_path))
     ds, info = sources.load_source(cfg, "train")
     assert info == sources.SourceInfo(12, 3, CLASSES, "tiny_jpeg_set")
     images = [img for img, _ in _examples(ds)]
@@ -198,28 +147,28 @@ def test_tfds_prepared_splits_sharding_and_errors(tmp_path):
         cfg, "train", tf.distribute.InputContext(2, i, 1))[0]) for i in range(2)]
     assert sorted(img for img, _ in shards[0] + shards[1]) == sorted(images)
     assert len(shards[0]) == len(shards[1]) == 6
-    _bad("no split 'bogus'|split 'bogus'", sources.load_source, cfg, "bogus")
-    msg = _bad("TFDS dataset 'cifar10' is not prepared in data_dir", sources.load_source,
-               _config(source="tfds", name="cifar10", data_dir=str(tmp_path / "empty")), "train")
+    data_error("no split 'bogus'|split 'bogus'", sources.load_source, cfg, "bogus")
+    msg = data_error("TFDS dataset 'cifar10' is not prepared in data_dir", sources.load_source,
+               source_config(source="tfds", name="cifar10", data_dir=str(tmp_path / "empty")), "train")
     assert "tfds build" in msg
-    _bad("Unknown TFDS dataset 'no_such_set'", sources.load_source,
-         _config(source="tfds", name="no_such_set", data_dir=str(tmp_path)), "train")
+    data_error("Unknown TFDS dataset 'no_such_set'", sources.load_source,
+         source_config(source="tfds", name="no_such_set", data_dir=str(tmp_path)), "train")
 
 
 def test_class_folder_with_only_unreadable_files_is_an_error(tmp_path):
-    root = _make_tree(str(tmp_path))
+    root = make_tree(str(tmp_path))
     bird = os.path.join(root, "train", "bird")
     for f in os.listdir(bird):
         open(os.path.join(bird, f), "wb").close()  # every file of one class empty
-    msg = _bad("Class folder .*bird' has no readable image", sources.list_image_folder, root, "train")
+    msg = data_error("Class folder .*bird' has no readable image", sources.list_image_folder, root, "train")
     assert "3 files" in msg and "remove the folder" in msg
-    _bad("bird' has no readable image", sources.load_source, _config(data_dir=root), "train")
+    data_error("bird' has no readable image", sources.load_source, source_config(data_dir=root), "train")
     # Without the magic-byte check the files are listed (the decode check finds them).
     assert len(sources.list_image_folder(root, "train", check_files=False)[0]) == 12
 
 
 def test_gif_bmp_webp_files_are_listed(tmp_path):
-    root = _make_tree(str(tmp_path))
+    root = make_tree(str(tmp_path))
     pixels = tf.io.decode_jpeg(tf.io.read_file(os.path.join(CIFAR, "train", "cat", "0000.jpg")))
     for fmt in ("GIF", "BMP", "WEBP"):
         Image.fromarray(pixels.numpy()).save(os.path.join(root, "train", "cat", f"x.{fmt.lower()}"), fmt)
@@ -230,10 +179,10 @@ def test_gif_bmp_webp_files_are_listed(tmp_path):
 
 def test_folder_name_is_the_folder_unless_set(tmp_path):
     root = str(tmp_path / "my_photos")
-    assert sources.image_folder(_config(data_dir=root))[1] == "cifar10"
+    assert sources.image_folder(source_config(data_dir=root))[1] == "cifar10"
     for name in ("", None, sources.SAMPLE_NAME):  # unset, or left over from the quickstart
-        assert sources.image_folder(_config(data_dir=root, name=name)) == (root, "my_photos")
-        assert sources.image_folder(_config(data_dir=root + "/", name=name))[1] == "my_photos"
-    assert sources.image_folder(_config(source="sample", name=""))[1] == sources.SAMPLE_NAME
-    _make_tree(root)
-    assert sources.load_source(_config(data_dir=root, name=sources.SAMPLE_NAME), "train")[1].name == "my_photos"
+        assert sources.image_folder(source_config(data_dir=root, name=name)) == (root, "my_photos")
+        assert sources.image_folder(source_config(data_dir=root + "/", name=name))[1] == "my_photos"
+    assert sources.image_folder(source_config(source="sample", name=""))[1] == sources.SAMPLE_NAME
+    make_tree(root)
+    assert sources.load_source(source_config(data_dir=root, name=sources.SAMPLE_NAME), "train")[1].name == "my_photos"

@@ -2,17 +2,14 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-
-import holdout_split  # noqa: E402
-import sweep  # noqa: E402
-from byol_tf.data import sources  # noqa: E402
-from conftest import small_tree  # noqa: E402
+from byol_tf.data import sources
+from byol_tf.experiments import holdout_split
+from byol_tf.experiments import sweep
+from helpers.images import small_tree
 
 CLASSES = ("airplane", "automobile", "cat")
 
@@ -24,7 +21,7 @@ def test_parse_variant_and_train_command():
     for bad in ("no colon", ": a=1", "x: a", "a/b: a=1"):
         with pytest.raises(ValueError):
             sweep.parse_variant(bad)
-    command = sweep.train_command("configs/small_data.py", ["seed=1", "config=ablations:tau_1",
+    command = sweep.train_command("small_data", ["seed=1", "config=ablations:tau_1",
                                                             "target.base_decay=0.5"], "/w/x_s1")
     assert command[1:] == ["-m", "byol_tf.train", "--workdir=/w/x_s1", "--config=ablations:tau_1",
                            "--config.evals.at_end=linear,knn", "--config.seed=1", "--config.target.base_decay=0.5"]
@@ -44,7 +41,7 @@ def test_a_sweep_runs_a_variant_and_skips_it_once_finished(tmp_path, capfd):
     workdir = str(tmp_path / "sweep")
     os.makedirs(workdir)
     variants = ["tau1: config=ablations:tau_1,smoke training.max_steps=2"]
-    rows = sweep.sweep(workdir, "configs/quickstart.py:smoke", "evals.linear.epochs=1", variants, [0])
+    rows = sweep.sweep(workdir, "quickstart:smoke", "evals.linear.epochs=1", variants, [0])
     assert list(rows) == ["tau1"]
     for name in rows:
         row = rows[name]["0"]
@@ -55,7 +52,7 @@ def test_a_sweep_runs_a_variant_and_skips_it_once_finished(tmp_path, capfd):
     assert json.load(open(os.path.join(workdir, "tau1_s0", "config.json")))["target"]["base_decay"] == 1.0
     assert "| tau1 | 0 |" in open(os.path.join(workdir, "sweep.md")).read()
     capfd.readouterr()
-    again = sweep.sweep(workdir, "configs/quickstart.py:smoke", "evals.linear.epochs=1", variants, [0])
+    again = sweep.sweep(workdir, "quickstart:smoke", "evals.linear.epochs=1", variants, [0])
     assert again == rows and capfd.readouterr().out.count("finished before, skipped") == 1
 
 

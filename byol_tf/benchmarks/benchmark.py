@@ -326,4 +326,6 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    from byol_tf import cli  # pylint: disable=g-import-not-at-top
+
+    cli.run(main)  # its flag parser resolves a packaged --config=NAME (absl's alone reads files only)

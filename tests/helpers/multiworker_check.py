@@ -1,19 +1,19 @@
 """One worker of a localhost MultiWorkerMirroredStrategy cluster (TF_CONFIG set by test_multiworker.py).
 
-Usage:
-    multiworker_check.py step INIT.npz OUT.npz
+Usage (from tests/, as `helpers.scripts.command` runs it):
+    python -m helpers.multiworker_check step INIT.npz OUT.npz
         From the initial weights and global batch of INIT.npz (the output of
-        `two_replica_check.py one`), runs the same BYOL steps in float64 with
+        `helpers.two_replica_check one`), runs the same BYOL steps in float64 with
         the batch split over the workers (sync BN on); the chief saves the
         weights after the first step in two_replica_check's layout.
-    multiworker_check.py train WORKDIR OUT_PREFIX MAX_STEPS [KEY=INT ...]
-        Trains `conftest.tiny_config(max_steps=MAX_STEPS)` (with the
+    python -m helpers.multiworker_check train WORKDIR OUT_PREFIX MAX_STEPS [KEY=INT ...]
+        Trains `helpers.configs.tiny_config(max_steps=MAX_STEPS)` (with the
         `config.training` overrides KEY=INT, e.g. restore_step=2) in WORKDIR with
-        `byol_tf.training.loop.train` under `distribute.get_strategy()` (the
+        `byol_tf.training.loop.run` under `distribute.get_strategy()` (the
         library's choice from TF_CONFIG) and writes OUT_PREFIX-<task>.json (step,
         exit code, chief) and OUT_PREFIX-<task>.npz (the final weights). Exits with the run's code
         (143 after SIGTERM to any worker).
-    multiworker_check.py pretrain WORKDIR OUT_PREFIX MAX_STEPS
+    python -m helpers.multiworker_check pretrain WORKDIR OUT_PREFIX MAX_STEPS
         The same through `byol_tf.training.pretrain.run` with `evals.at_end="knn"`;
         the JSON also lists the evaluations this worker ran.
 
@@ -23,18 +23,15 @@ with plain subprocesses, localhost ports and TF_CONFIG.
 
 import json
 import os
-import pathlib
 import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from conftest import tiny_config  # noqa: E402
-
-from byol_tf.training import pretrain  # noqa: E402
-from byol_tf.byol import builders  # noqa: E402
-from byol_tf.training import distribute  # noqa: E402
-from byol_tf.training import loop  # noqa: E402
+from byol_tf.byol import builders
+from byol_tf.training import distribute
+from byol_tf.training import loop
+from byol_tf.training import pretrain
+from helpers.configs import tiny_config
 
 
 def _task():
@@ -45,7 +42,7 @@ def _task():
 def step(init, output):
     # two_replica_check's float64 setup; importing it is cheap (it only splits the CPU into two
     # logical devices, which the multi-worker strategy does not use: it takes /device:CPU:0).
-    import two_replica_check as check
+    from helpers import two_replica_check as check  # pylint: disable=import-outside-toplevel
 
     strategy = distribute.get_strategy()
     assert distribute.num_workers(strategy) == 2 and strategy.num_replicas_in_sync == 2, strategy

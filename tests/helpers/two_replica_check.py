@@ -1,6 +1,6 @@
 """Runs BYOL steps on a fixed global batch with 1 or 2 replicas; saves an npz.
 
-Usage: two_replica_check.py {one,two,two_unsynced} OUT.npz [INIT.npz] [--float32]
+Usage (from tests/): python -m helpers.two_replica_check {one,two,two_unsynced} OUT.npz [INIT.npz] [--float32]
 
 With INIT.npz (the output of another run), start from its initial weights and
 use its input batch, so every run sees exactly the same data and weights.
@@ -32,7 +32,6 @@ strategy gets its own process (collective keys of several MirroredStrategy
 objects in one process collide).
 """
 
-import pathlib
 import sys
 
 import tensorflow as tf
@@ -43,11 +42,9 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from conftest import tiny_config  # noqa: E402
-
-from byol_tf.data import pipeline  # noqa: E402
 from byol_tf.byol import builders  # noqa: E402
+from byol_tf.data import pipeline  # noqa: E402
+from helpers.configs import tiny_config  # noqa: E402
 
 GLOBAL_BATCH = 16
 STEPS = 2
