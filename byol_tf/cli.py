@@ -81,13 +81,19 @@ def _declare_key_flag_of_caller(name):
 
 
 def _resolve_config_arg(argv):
-    """`argv` with a packaged config name after `--config` replaced by its file."""
+    """`argv` with a packaged config name after `--config` replaced by its file.
+
+    The config is loaded once here (`loading.load`), so that a broken config
+    file is reported as such in one line before ml_collections reads it.
+    """
     argv = list(argv)
     for i, arg in enumerate(argv):
         if arg in ("--config", "-config") and i + 1 < len(argv):
+            loading.load(argv[i + 1])
             argv[i + 1] = loading.resolve(argv[i + 1])
         elif re.match(r"^--?config=", arg):
             key, value = arg.split("=", 1)
+            loading.load(value)
             argv[i] = f"{key}={loading.resolve(value)}"
     return argv
 

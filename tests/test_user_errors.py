@@ -79,3 +79,35 @@ def test_command_line_mistakes_are_one_line_without_usage_text(tmp_path):
         assert result.returncode == code, (args, result.returncode, result.stderr[-2000:])
         assert words in _error_line(result), (args, result.stderr[-2000:])
     assert not (tmp_path / "run").exists()
+
+
+CONFIG_FILES = {
+    "unknown_key.py": ("from byol_tf.configs import quickstart\n\n\ndef get_config(arg=''):\n"
+                       "    config = quickstart.get_config(arg)\n    config.training.nonexistent = 3\n"
+                       "    return config\n",
+                       "get_config() sets the key 'nonexistent' (unknown_key.py line 6), which the config schema "
+                       "does not have"),
+    "no_get_config.py": ("x = 1\n", "no_get_config.py defines no get_config(arg) function"),
+    "raises.py": ("def get_config(arg=''):\n    raise ValueError('bad arg ' + arg)\n",
+                  "get_config('x') raised ValueError: bad arg x (raises.py line 2)"),
+    "syntax.py": ("def get_config(:\n", "the config file cannot be imported: SyntaxError"),
+}
+
+
+def test_broken_config_files_are_named_in_one_line(tmp_path):
+    for name, (text, _) in CONFIG_FILES.items():
+        (tmp_path / name).write_text(text)
+    cases = [([f"--config={name}" + (":x" if name == "raises.py" else "")], words)
+             for name, (_, words) in CONFIG_FILES.items()]
+    cases += [
+        (["--config=no_get_config.py", "--config.model.depth=34"], "defines no get_config(arg) function"),
+        (["--config=missing.py"], "the config file missing.py does not exist"),
+        ([f"--config={tmp_path}"], "is a directory; pass a config file"),
+        (["--config.model.nosuch=3"], "unknown config key 'nosuch' in a --config.* override"),
+    ]
+    for flags, words in cases:
+        result = _command("byol_tf.train", f"--workdir={tmp_path}/run", *flags, cwd=tmp_path)
+        assert result.returncode == 2, (flags, result.stderr[-2000:])
+        line = _error_line(result)
+        assert words in line and len(line) < 400, (flags, line)
+    assert not (tmp_path / "run").exists()
