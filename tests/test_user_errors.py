@@ -111,3 +111,18 @@ def test_broken_config_files_are_named_in_one_line(tmp_path):
         line = _error_line(result)
         assert words in line and len(line) < 400, (flags, line)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_data_dir_that_is_a_file_is_called_a_file(tmp_path):
+    from byol_tf.config import schema
+    from byol_tf.data import sources
+
+    a_file = tmp_path / "images.tar"
+    a_file.write_bytes(b"not a folder")
+    for root, words in ((a_file, "is a file, not a folder"), (tmp_path / "missing", "does not exist")):
+        try:
+            sources.find_split_dir(str(root), "train")
+        except schema.DataError as e:
+            assert f"{str(root)!r} {words}" in _one_line(e)
+        else:
+            raise AssertionError("no error")

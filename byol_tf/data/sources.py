@@ -110,8 +110,9 @@ def sample_dir():
 def find_split_dir(root, split):
     """`root/<split>`, or `root` itself for a train split of bare class folders."""
     if not tf.io.gfile.isdir(root):
+        what = "is a file, not a folder" if tf.io.gfile.exists(root) else "does not exist"
         raise DataError(
-            f"Image-folder data directory {root!r} does not exist: set "
+            f"Image-folder data directory {root!r} {what}: set "
             "--config.data.data_dir to the folder that holds <split>/<class>/ images."
         )
     subdirs = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
