@@ -150,6 +150,10 @@ def _parse_flags(argv):
         _die(f"error: {e}", 2)
     try:
         parsed = flags.FLAGS(argv)
+    except SystemExit as e:  # absl's --help: the usage on stdout, then exit code 1
+        if e.code == 1 and any(re.match(r"^--?(help|helpshort|helpfull|\?)$", arg) for arg in argv[1:]):
+            sys.exit(0)  # help asked for and given: success
+        raise
     except flags.Error as e:
         text = str(e)
         if "Error whilst parsing config file" in text:  # ml_collections wraps get_config's error + traceback
