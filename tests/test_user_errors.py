@@ -126,3 +126,26 @@ def test_a_data_dir_that_is_a_file_is_called_a_file(tmp_path):
             assert f"{str(root)!r} {words}" in _one_line(e)
         else:
             raise AssertionError("no error")
+
+
+def test_images_in_subfolders_of_a_class_folder_belong_to_that_class(tmp_path):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from byol_tf.data import sources
+
+    jpeg = tf.io.encode_jpeg(np.full((8, 8, 3), 128, np.uint8)).numpy()
+    files = ["cat/a.jpg", "cat/sub/deeper/x.jpg", "cat/sub/y.jpeg", "dog/b.jpg", "dog/more/c.png"]
+    for name in files:
+        path = tmp_path / "train" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg if not name.endswith(".png") else tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    paths, labels, classes = sources.list_image_folder(str(tmp_path), "train")
+    assert classes == ["cat", "dog"]
+    assert sorted(os.path.relpath(p, tmp_path / "train") for p in paths) == sorted(files)
+    assert [classes[y] for y in labels] == [os.path.relpath(p, tmp_path / "train").split(os.sep)[0] for p in paths]
+    # The Keras convention: the same files, the same classes.
+    keras_ds = keras.utils.image_dataset_from_directory(str(tmp_path / "train"), batch_size=None, shuffle=False,
+                                                        image_size=(8, 8))
+    assert sorted(keras_ds.file_paths) == sorted(paths)

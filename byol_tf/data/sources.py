@@ -143,7 +143,10 @@ def list_class_folders(split_dir):
 
 
 def list_image_folder(root, split, check_files=True):
-    """Lists `root/<split>/<class>/*.{jpg,jpeg,png,gif,bmp,webp}` in sorted order.
+    """Lists `root/<split>/<class>/**/*.{jpg,jpeg,png,gif,bmp,webp}` in sorted order.
+
+    Images in subfolders of a class folder belong to that class, as in Keras'
+    `image_dataset_from_directory` and torchvision's `ImageFolder`.
 
     If `root` has no `<split>` folder but holds class folders directly, `root`
     itself is the train split. With `check_files`, files that are empty, do
@@ -165,11 +168,11 @@ def list_image_folder(root, split, check_files=True):
     """
     split_dir = find_split_dir(root, split)
     classes = list_class_folders(split_dir)
-    per_class = {}
-    for name in classes:
-        files = sorted(f for f in tf.io.gfile.listdir(os.path.join(split_dir, name))
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
-        per_class[name] = [os.path.join(split_dir, name, f) for f in files]
+    per_class = {name: _class_files(os.path.join(split_dir, name)) for name in classes}
+    nested = sum(os.path.dirname(p) != os.path.join(split_dir, name) for name in classes for p in per_class[name])
+    if nested:
+        logging.info("%d images in subfolders of class folders of %s are included (labelled by their class "
+                     "folder, as Keras' image_dataset_from_directory does).", nested, split_dir)
     if not any(per_class.values()):
         raise DataError(
             f"No image files ({_EXTENSIONS}) in any class folder of {split_dir!r}: "
@@ -186,6 +189,23 @@ def list_image_folder(root, split, check_files=True):
     paths = [p for name in classes for p in per_class[name]]
     labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
     return paths, labels, classes
+
+
+def _class_files(class_dir):
+    """The image files under `class_dir`, subfolders included (not linked ones), sorted by path.
+
+    Broken links are listed (and then reported as unreadable), as for a flat
+    class folder.
+    """
+    files = []
+    for entry in tf.io.gfile.listdir(class_dir):
+        path = os.path.join(class_dir, entry.rstrip("/"))
+        if tf.io.gfile.isdir(path):
+            if "://" in path or not os.path.islink(path):  # Keras' default: no linked folders (no cycles)
+                files += _class_files(path)
+        elif entry.lower().endswith(IMAGE_EXTENSIONS):
+            files.append(path)
+    return sorted(files)
 
 
 def _readable_files(split_dir, per_class):
