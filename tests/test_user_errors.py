@@ -149,3 +149,12 @@ def test_images_in_subfolders_of_a_class_folder_belong_to_that_class(tmp_path):
     keras_ds = keras.utils.image_dataset_from_directory(str(tmp_path / "train"), batch_size=None, shuffle=False,
                                                         image_size=(8, 8))
     assert sorted(keras_ds.file_paths) == sorted(paths)
+
+
+def test_tpu_flag_without_a_tpu_is_one_line(tmp_path):
+    result = _command("byol_tf.train", "--tpu=local", f"--workdir={tmp_path}/run", "--config=quickstart:smoke",
+                      cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = _error_line(result)
+    assert line.startswith("error: --tpu=local: no TPU reachable (") and "drop --tpu" in line and len(line) < 450
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -73,13 +73,11 @@ def get_strategy(tpu=None):
             default strategy.
 
     Raises:
-        byol_tf.config.schema.ConfigError: `TF_CONFIG` does not parse.
+        byol_tf.config.schema.ConfigError: `TF_CONFIG` does not parse, or
+            no TPU answers at `tpu` (one line: what was tried, what to do).
     """
     if tpu:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        strategy = tf.distribute.TPUStrategy(resolver)
+        strategy = _tpu_strategy(tpu)
     elif cluster_size() > 1:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif len(tf.config.list_logical_devices("GPU")) > 1:
@@ -89,6 +87,21 @@ def get_strategy(tpu=None):
     logging.info("Strategy %s with %d replica(s) on %d worker(s).", type(strategy).__name__,
                  strategy.num_replicas_in_sync, num_workers(strategy))
     return strategy
+
+
+def _tpu_strategy(tpu):
+    """`TPUStrategy` on the TPU `tpu`; `ConfigError` in one line when none is reachable."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (tf.errors.OpError, OSError, ValueError, RuntimeError) as e:
+        cause = " ".join(str(getattr(e, "message", None) or e).split())[:160]
+        raise schema.ConfigError(
+            f"--tpu={tpu}: no TPU reachable ({type(e).__name__}: {cause}). On a TPU VM pass --tpu=local "
+            "(with the [tpu] extra installed), elsewhere the TPU's name; drop --tpu to run on this "
+            "machine's CPU/GPU.") from None
 
 
 def num_workers(strategy):
