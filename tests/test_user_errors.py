@@ -158,3 +158,97 @@ def test_tpu_flag_without_a_tpu_is_one_line(tmp_path):
     line = _error_line(result)
     assert line.startswith("error: --tpu=local: no TPU reachable (") and "drop --tpu" in line and len(line) < 450
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def _small_disk(path, megabytes):
+    """Mounts a `megabytes` tmpfs at `path`; skips the test where this machine cannot."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    path.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("making a size-limited file system needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return path
+
+
+def _unmount(path):
+    import subprocess
+
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_loses_nothing(tmp_path):
+    from byol_tf.config import schema
+    from byol_tf.run import checkpoints
+
+    disk = _small_disk(tmp_path / "disk", 13)  # one smoke checkpoint (8.7 MB) fits, not two
+    try:
+        workdir = disk / "run"
+        config = tiny_config(max_steps=4, checkpoint_every_steps=2)
+        try:
+            loop.run(config, str(workdir), print_fn=lambda line: None)
+        except schema.DiskFullError as e:
+            message = _one_line(e)
+        else:
+            raise AssertionError("the second checkpoint fitted: make the disk smaller")
+        assert message.startswith(f"No space left on the disk of {workdir} while writing checkpoint 4: free at least ")
+        assert f"the newest complete checkpoint, {workdir}/checkpoints/ckpt-2, is intact" in message
+        assert "MB there" in message
+        assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [
+            "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]  # the half-written save is gone
+        assert not (workdir / ".lock").exists()
+        model, _, step = checkpoints.restore_model(str(workdir))
+        assert step == 2 and checkpoints.all_finite(model.variables)
+    finally:
+        _unmount(disk)
+
+
+def test_a_full_disk_during_an_export_or_a_result_is_one_line(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from byol_tf.config import schema
+    from byol_tf.evaluation import results
+    from byol_tf.serving import saved_model
+
+    workdir = tmp_path / "run"
+    loop.run(tiny_config(max_steps=2), str(workdir), print_fn=lambda line: None)
+    disk = _small_disk(tmp_path / "disk", 2)  # the export takes ~4 MB
+    try:
+        try:
+            saved_model.export(str(workdir), str(disk / "export"))
+        except schema.DiskFullError as e:
+            message = _one_line(e)
+        else:
+            raise AssertionError("the export fitted: make the disk smaller")
+        assert message.startswith(f"No space left on the disk of {disk}/export while writing export version 1")
+        assert os.listdir(disk / "export") == []  # no version, no temporary directory left
+    finally:
+        _unmount(disk)
+
+    # A result file: the write error injected (a JSON result is too small to fill a disk).
+    path = workdir / "eval" / "knn.json"
+    results_dict = {k: 0 for k in results.REQUIRED_KEYS}
+    results.write(results_dict, str(path))
+    real_gfile = tf.io.gfile.GFile
+
+    def full_disk(name, mode="r"):
+        if "w" in mode:
+            raise tf.errors.ResourceExhaustedError(None, None, f"{name}; No space left on device")
+        return real_gfile(name, mode)
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", full_disk)
+    try:
+        results.write(dict(results_dict, top1=1.0), str(path))
+    except schema.DiskFullError as e:
+        assert "while writing the result knn.json" in _one_line(e) and "earlier results are unchanged" in str(e)
+    else:
+        raise AssertionError("no error")
+    monkeypatch.undo()
+    assert results.read(str(path))["top1"] == 0  # the earlier result, whole
+    assert sorted(os.listdir(path.parent)) == ["knn.json"]

@@ -53,10 +53,14 @@ class DataError(ValueError):
     """A data set that cannot be read; the message says what to change."""
 
 
+class DiskFullError(OSError):
+    """A write failed for lack of space; the message names the path, the room needed and what is intact."""
+
+
 # Errors whose message tells the user what to fix (a config value, a data set,
-# a missing file, a diverged run): the entry points hand them to `cli.run`,
-# which prints them as one line. An entry point adds its own classes to these.
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FloatingPointError)
+# a missing file, a full disk, a diverged run): the entry points hand them to
+# `cli.run`, which prints them as one line. An entry point adds its own classes.
+USER_ERRORS = (ConfigError, DataError, DiskFullError, FileNotFoundError, FloatingPointError)
 
 
 def default_config():

@@ -15,9 +15,11 @@ flat JSON object; accuracies are fractions in `[0, 1]`:
 
 import json
 import os
+import uuid
 
 import tensorflow as tf
 
+from byol_tf.run import directory
 from byol_tf.utils import tables
 
 REQUIRED_KEYS = (
@@ -31,12 +33,21 @@ def write(result, path):
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         raise ValueError(f"Result is missing keys {missing}. Received: keys={sorted(result)}")
-    directory = os.path.dirname(path)
-    if directory:
-        tf.io.gfile.makedirs(directory)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    folder = os.path.dirname(path)
+    temp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"  # a full disk must not leave half a result
+    with directory.disk_full_is_one_line(f"the result {os.path.basename(path)}", path,
+                                         intact="earlier results are unchanged"):
+        try:
+            if folder:
+                tf.io.gfile.makedirs(folder)
+            with tf.io.gfile.GFile(temp, "w") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+            tf.io.gfile.rename(temp, path, overwrite=True)
+        except BaseException:
+            if tf.io.gfile.exists(temp):
+                tf.io.gfile.remove(temp)
+            raise
     return path
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf.byol import builders
+from byol_tf.config import schema
 from byol_tf.run import directory
 
 
@@ -115,9 +116,23 @@ class Checkpointer:
             finally:
                 tf.io.gfile.rmtree(scratch)
             return None
-        path = self.manager.save(checkpoint_number=int(step))
+        previous = self.latest
+        needed = _checkpoint_size(previous) if previous else None
+        intact = (f"the newest complete checkpoint, {previous}, is intact" if previous
+                  else "no checkpoint of this run was complete yet")
+        try:
+            with directory.disk_full_is_one_line(f"checkpoint {int(step)}", self.workdir, needed, intact):
+                path = self.manager.save(checkpoint_number=int(step))
+        except schema.DiskFullError:
+            clean_leftovers(self.workdir)  # the half-written save takes room the retry needs
+            raise
         logging.info("Saved checkpoint %s", path)
         return path
+
+
+def _checkpoint_size(prefix):
+    """Bytes of checkpoint `prefix` (its `.index` and `.data-*` files)."""
+    return sum(tf.io.gfile.stat(path).length for path in tf.io.gfile.glob(prefix + ".*"))
 
 
 def all_finite(variables):

@@ -16,6 +16,8 @@ One training run is one directory, the `--workdir` of every entry point:
 be any `tf.io.gfile` path (local or e.g. `gs://`).
 """
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -228,3 +230,45 @@ def record_restore_step(workdir, restore_step):
     """Notes in `<workdir>/restore.json` that the run went back to `restore_step`."""
     with tf.io.gfile.GFile(_restore_record_path(workdir), "w") as f:
         json.dump({"restore_step": int(restore_step)}, f)
+
+
+def is_disk_full(error):
+    """Whether `error` (a TensorFlow or OS error) says the disk or quota is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(getattr(error, "message", None) or error)
+    return isinstance(error, (tf.errors.OpError, OSError)) and (
+        "No space left on device" in text or "Disk quota exceeded" in text)
+
+
+def format_bytes(count):
+    """`"3.4 MB"`: a byte count for people (decimal units)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(what, path, needed_bytes=None, intact=""):
+    """Turns a full disk while writing `what` to `path` into a one-line `schema.DiskFullError`.
+
+    Args:
+        what: what was being written ("checkpoint 400", "the export", ...).
+        path: where.
+        needed_bytes: the room to free, when known (e.g. the size of the
+            previous checkpoint). Defaults to `None`.
+        intact: what is still safe, said after the fix (e.g. the newest
+            checkpoint). Defaults to `""`.
+    """
+    try:
+        yield
+    except (tf.errors.OpError, OSError) as e:
+        if not is_disk_full(e):
+            raise
+        room = f"free at least {format_bytes(needed_bytes)} there" if needed_bytes else "free some space there"
+        raise schema.DiskFullError(
+            f"No space left on the disk of {path} while writing {what}: {room}"
+            f"{'; ' + intact if intact else ''}. Run the same command again once there is room.") from None
+

@@ -59,8 +59,10 @@ import uuid
 import tensorflow as tf
 from absl import logging
 
-from byol_tf.serving import encoder as encoder_lib
+from byol_tf.config import schema
 from byol_tf.run import checkpoints
+from byol_tf.run import directory
+from byol_tf.serving import encoder as encoder_lib
 
 SERVING_SIGNATURE = "serving_default"
 PREPROCESSED_SIGNATURE = "preprocessed"
@@ -78,7 +80,7 @@ STALE_TEMP_SECONDS = 3600
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"\d+-[0-9a-f]+")
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, schema.DiskFullError)
 
 
 class EncoderServingModule(tf.Module):
@@ -184,7 +186,9 @@ def export(workdir, export_dir, version=None, step=None):
     remove_stale_temps(export_dir)
     temp = os.path.join(export_dir, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     try:
-        write(model.online_encoder, config, temp, metadata)
+        with directory.disk_full_is_one_line(f"export version {version}", export_dir,
+                                             intact=f"the earlier versions are intact; nothing of version {version} is left"):
+            write(model.online_encoder, config, temp, metadata)
         try:
             tf.io.gfile.rename(temp, final, overwrite=False)
         except tf.errors.AlreadyExistsError:
