@@ -1,4 +1,4 @@
-"""Tests of byol_tf/training/builders.py: `build_training` wires the pieces of a BYOL run."""
+"""Tests of byol_tf/byol/builders.py: `build_training` wires the pieces of a BYOL run."""
 
 import numpy as np
 import tensorflow as tf

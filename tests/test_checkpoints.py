@@ -1,4 +1,4 @@
-"""Tests of byol_tf/training/checkpointing.py: the `Checkpointer` (save, keep-N, resume, SIGTERM)."""
+"""Tests of byol_tf/run/checkpoints.py: the `Checkpointer` (save, keep-N, resume, SIGTERM)."""
 
 import logging
 import os

@@ -1,4 +1,4 @@
-"""The run directory layout: config.json, checkpoints/, train/, eval/."""
+"""The run directory (`byol_tf.run.directory`, `byol_tf.run.checkpoints`): config.json, checkpoints/, train/, eval/."""
 
 import json
 import logging
@@ -221,21 +221,21 @@ def test_clean_leftovers_removes_interrupted_saves_only(tmp_path, caplog):
     workdir = str(tmp_path)
     assert checkpoints.clean_leftovers(workdir) == []  # no checkpoints directory
     _save_checkpoints(workdir, [1, 2])
-    directory = tmp_path / "checkpoints"
-    real = os.listdir(directory)
+    folder = tmp_path / "checkpoints"
+    real = os.listdir(folder)
     # What SIGKILL during CheckpointManager.save leaves (TF 2.21, reproduced), the TF 1.x
     # saver's name, and the state file's atomic-write temp.
-    leftovers = [directory / "ckpt-3_temp", directory / f"ckpt-4_temp_{'ab' * 16}"]
+    leftovers = [folder / "ckpt-3_temp", folder / f"ckpt-4_temp_{'ab' * 16}"]
     for leftover in leftovers:
         leftover.mkdir()
         (leftover / "part-00000-of-00001.data-00000-of-00001.tempstate7287998464015419427").write_bytes(b"x" * 1000)
-    (directory / f"checkpoint.tmp{'cd' * 16}").write_bytes(b"y" * 24)
-    (directory / "ckpt-5_temporary").mkdir()  # not TF's name: someone else's
+    (folder / f"checkpoint.tmp{'cd' * 16}").write_bytes(b"y" * 24)
+    (folder / "ckpt-5_temporary").mkdir()  # not TF's name: someone else's
     with caplog.at_level(logging.INFO, logger="absl"):  # absl flag parsing elsewhere may raise its level
         removed = checkpoints.clean_leftovers(workdir)
-    assert removed == sorted(str(p) for p in leftovers + [directory / f"checkpoint.tmp{'cd' * 16}"])
+    assert removed == sorted(str(p) for p in leftovers + [folder / f"checkpoint.tmp{'cd' * 16}"])
     assert "3 leftover(s)" in caplog.text and "2024 bytes freed" in caplog.text
-    assert sorted(os.listdir(directory)) == sorted(real + ["ckpt-5_temporary"])
+    assert sorted(os.listdir(folder)) == sorted(real + ["ckpt-5_temporary"])
     assert directory.checkpoint_steps(workdir) == [1, 2]
     restored = tf.Variable(0.0)
     tf.train.Checkpoint(v=restored).restore(checkpoints.checkpoint_path(workdir)).assert_existing_objects_matched()

@@ -4,7 +4,7 @@ The checkpoint is written here exactly as the authors' `Checkpointer` does
 (`dill.dump(dict(experiment_state=_ByolExperimentState(...), step, rng),
 protocol=2)`, the NamedTuple classes living in modules named like the
 reference's), with randomized parameters and batch-norm statistics of the
-reference network (`haiku_reference.py`, ResNet-18 x0.125, small heads). It
+reference network (`helpers/haiku_reference.py`, ResNet-18 x0.125, small heads). It
 is imported after those fake modules are gone, and the imported networks
 must compute what the reference computes on real images.
 """

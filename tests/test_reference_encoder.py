@@ -1,6 +1,6 @@
 """Our ResNet torso computes what DeepMind's reference (Haiku) torso computes.
 
-The reference is rebuilt in `haiku_reference.py` from public Haiku modules,
+The reference is rebuilt in `helpers/haiku_reference.py` from public Haiku modules,
 given random weights and batch-norm statistics, copied into
 `byol_tf.models.resnet.resnet(..., stem="imagenet", shortcut="every_stage")`
 with `byol_tf.deepmind_checkpoint.assign_encoder`, and both run on the same

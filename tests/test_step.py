@@ -1,4 +1,4 @@
-"""Tests of byol_tf/training/step.py: which step index drives tau, the metric helpers, the step seeds."""
+"""Tests of byol_tf/byol/step.py: which step index drives tau, the metric helpers, the step seeds."""
 
 import numpy as np
 import tensorflow as tf

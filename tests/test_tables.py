@@ -1,4 +1,4 @@
-"""Tests of byol_tf/tables.py: aligned text columns and Markdown tables."""
+"""Tests of byol_tf/utils/tables.py: aligned text columns and Markdown tables."""
 
 import pytest
 
