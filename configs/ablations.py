@@ -4,7 +4,7 @@ r"""The paper's ablations at small scale: `configs/small_data.py` with one thing
         --config.data.data_dir=DIR
 
 or all of them, with a table of linear / kNN accuracy and the collapse
-monitor (embedding std) of each (WORKSPACE.md, "Ablations at small scale"):
+monitor (embedding std) of each (docs/experiments.md, the ablations):
 
     python -m byol_tf.experiments.sweep --workdir=/tmp/byol_ablations --config=ablations \
         --common="data.data_dir=DIR data.eval_split=val" \
@@ -23,7 +23,7 @@ The ablation is the argument (`baseline` when none), one of `ABLATIONS`:
   (paper, 1000 epochs: 73.9% vs 74.3% with BN);
 - `no_norm`: no normalization layer at all (paper: 0.1%).
 Paper numbers: ImageNet, ResNet-50, 300 epochs (1000 for the last two),
-linear top-1 (`PAPER_TOP1`, from ../shared/byol_recipe.md).
+linear top-1 (`PAPER_TOP1`; the paper's ablations, and its follow-up on batch statistics for GN+WS).
 """
 
 from byol_tf.config import schema

@@ -17,7 +17,7 @@ What differs from the paper's ImageNet preset, and why. Each value was
 selected on 5,000 CIFAR-10 training images held out from pretraining
 (`byol_tf.experiments.holdout_split`), never on test images, with runs of 76,800
 images (1.7 epochs of the other 45,000) scored by the linear probe and kNN
-on the held-out images; the sweep and its numbers are in WORKSPACE.md
+on the held-out images; the sweep and its numbers are in docs/experiments.md
 ("Small data"):
 - a ResNet-18 x0.25, small-image stem: on a 2-core CPU a full ResNet-18
   sees under one epoch of CIFAR-10 in 15 minutes;

@@ -3,12 +3,13 @@ r"""Builds the bundled CIFAR-10 sample in byol_tf/data/sample.
 Copies, byte for byte, the first 200 train and the first 100 test JPEGs of each
 class (sorted file names) from the CIFAR-10 image folder and writes SOURCE.md.
 
-Usage (from the repository root):
+Usage (from a clone; it rewrites the clone's byol_tf/data/sample):
 
-    python tools/make_sample.py --cifar_dir=/work/cifar
+    python tools/make_sample.py --cifar_dir=DIR          # train/<class>/*.jpg, test/<class>/*.jpg
+    python tools/make_sample.py --archive=cifar10_jpeg.tar.gz   # the same folders in a .tar.gz
 
-Without `--cifar_dir`, ../shared/data/cifar10_jpeg.tar.gz is extracted to a
-temporary folder and used.
+The project's sample was made from its JPEG conversion of CIFAR-10 (32x32 RGB
+JPEG, quality 75, 4:2:0), kept outside the repository.
 """
 
 import os
@@ -21,15 +22,12 @@ from absl import app
 from absl import flags
 
 _CIFAR_DIR = flags.DEFINE_string(
-    "cifar_dir", None,
-    "CIFAR-10 image folder with train/<class>/*.jpg and test/<class>/*.jpg. "
-    "Default: extract ../shared/data/cifar10_jpeg.tar.gz.")
+    "cifar_dir", None, "CIFAR-10 image folder with train/<class>/*.jpg and test/<class>/*.jpg.")
+_ARCHIVE = flags.DEFINE_string("archive", None, "A .tar.gz of that folder (instead of --cifar_dir).")
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", os.path.join(os.path.dirname(__file__), "..", "byol_tf", "data", "sample"),
     "Output folder (replaced).")
 _PER_CLASS = {"train": 200, "test": 100}
-_TARBALL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                        "cifar10_jpeg.tar.gz")
 
 _SOURCE_MD = """# Bundled CIFAR-10 sample
 
@@ -37,7 +35,7 @@ Source: CIFAR-10 (Alex Krizhevsky, "Learning Multiple Layers of Features from Ti
 Images", 2009), https://www.cs.toronto.edu/~kriz/cifar.html
 
 The files are copied byte for byte (no re-encoding) from the project's JPEG conversion
-of CIFAR-10 (`shared/data/cifar10_jpeg.tar.gz`: 32x32 RGB JPEG, quality 75, 4:2:0,
+of CIFAR-10 (32x32 RGB JPEG, quality 75, 4:2:0, kept outside the repository;
 image-folder layout `<split>/<class>/NNNN.jpg`, NNNN = index of the image within its
 class in the official order).
 
@@ -47,9 +45,9 @@ Taken, for each class, the first files in sorted file-name order:
 {num_train} train and {num_test} test JPEGs, {size_kb} KB in total.
 Classes (label order = sorted names): {classes}.
 
-Made with (the tarball extracted to /work/cifar):
+Made with:
 
-    python tools/make_sample.py --cifar_dir=/work/cifar
+    python tools/make_sample.py --archive=cifar10_jpeg.tar.gz
 """
 
 
@@ -85,9 +83,11 @@ def make_sample(cifar_dir, out_dir):
 def main(argv):
     del argv
     cifar_dir = _CIFAR_DIR.value
+    if (cifar_dir is None) == (_ARCHIVE.value is None):
+        raise app.UsageError("pass one of --cifar_dir or --archive.")
     with tempfile.TemporaryDirectory() as tmp:
         if cifar_dir is None:
-            with tarfile.open(_TARBALL) as tar:
+            with tarfile.open(_ARCHIVE.value) as tar:
                 tar.extractall(tmp, filter="data")
             cifar_dir = tmp
         counts = make_sample(cifar_dir, os.path.normpath(_OUT_DIR.value))
