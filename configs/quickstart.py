@@ -16,7 +16,7 @@ Its `evals` section is also the quickstart's other protocols:
     python -m byol_tf.evaluate --workdir=/tmp/byol_quickstart --config=quickstart \
         --protocol=linear --config.evals.linear.cache_features=False  # the paper's augmented protocol
 
-`configs/quickstart.py:smoke` is the same run shrunk to seconds (tests use it).
+`--config=quickstart:smoke` is the same run shrunk to seconds (tests use it).
 
 Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay
 (tau_base 0.97 as the paper's shortest preset), the two asymmetric views
