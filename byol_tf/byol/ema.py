@@ -28,14 +28,30 @@ class MovingAverageTarget(keras.callbacks.Callback):
     `xi <- tau_k * xi + (1 - tau_k) * theta`, with the cosine schedule
     `tau_k = 1 - (1 - tau_base) * (cos(pi * k / K) + 1) / 2`.
 
-    Unlike a callback that acts in `on_train_batch_end` (which runs on the
-    host once per *call* of the compiled function, so once per
-    `steps_per_execution` steps), this callback's `update(step)` is meant to
-    be traced into the compiled training step: the step function
-    (`byol_tf.byol.step.make_step_fn`) calls it right after the optimizer
-    has applied the gradients of step `step`, so it runs exactly once per
-    optimizer step, on device, with no host round trip. Call `set_model()`
-    first to bind the model whose target it moves.
+    The update runs inside the compiled training step, not in a batch hook:
+    `on_train_batch_end` runs on the host once per *call* of the compiled
+    function, so once per `steps_per_execution` steps. Instead `update(step)`
+    is traced into the step (`byol_tf.byol.step.make_step_fn`), right after
+    the optimizer has applied the gradients of step `step`, so it runs
+    exactly once per optimizer step, on device, with no host round trip. It
+    gets there in two ways:
+
+    - the custom loop (`byol_tf.training.loop`): `builders.build_training`
+      binds the callback to the model (`set_model`) and passes it to
+      `make_step_fn`;
+    - `keras.Model.fit`: pass it in `callbacks`. Keras calls `set_model`
+      before it makes the train function; `set_model` registers the callback
+      as the model's target update (`BYOL.set_target_updater`, which drops a
+      train function compiled with another one) and `BYOL.train_step` runs
+      the same step with it, also with `steps_per_execution > 1`.
+      `on_train_begin` makes sure the registration holds and the train
+      function exists. `fit()` on a `BYOL` with no callback ever bound
+      raises a `RuntimeError` rather than train without the target update.
+
+    Bind the callback (`set_model`) before calling `update` or
+    `copy_online_to_target`; set the target equal to the online network
+    once at initialization (`copy_online_to_target`, as
+    `builders.build_training` does), not before every `fit()`.
 
     The model must provide `target_pairs()`: a list of `(online, target)`
     variable pairs. Only parameters are averaged; the target's batch-norm
@@ -76,6 +92,34 @@ class MovingAverageTarget(keras.callbacks.Callback):
         self.base_decay = float(base_decay)
         self.total_steps = int(total_steps)
         self.schedule = schedule
+
+    def set_model(self, model):
+        """Binds the callback to `model` and registers it as its target update.
+
+        Keras's `fit()` calls this before training; a model with
+        `set_target_updater` (`BYOL`) then applies this callback's `update`
+        in its `train_step`.
+        """
+        super().set_model(model)
+        register = getattr(model, "set_target_updater", None)
+        if register is not None:
+            register(self)
+
+    def on_train_begin(self, logs=None):
+        """Checks the registration and the train function before `fit()` trains.
+
+        Keras 3.15's `fit()` binds callbacks (`set_model`) before it makes
+        `train_function`, so this is normally a no-op; it covers a `fit()`
+        that made the function first: re-registering drops it, and it is
+        made again (it is traced at its first call, after this hook).
+        """
+        model = self.model
+        register = getattr(model, "set_target_updater", None)
+        if register is None:
+            return
+        register(self)
+        if getattr(model, "train_function", None) is None:
+            model.make_train_function()
 
     def decay(self, step):
         """Returns `tau` for optimizer step `step` (a float32 scalar)."""

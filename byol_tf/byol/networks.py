@@ -1,14 +1,42 @@
 """The BYOL networks: online and target branches, predictor and linear probe."""
 
+import dataclasses
+
 import keras
+import tensorflow as tf
 from keras import ops
 
+from byol_tf.augment import views
+from byol_tf.byol import step as step_lib
 from byol_tf.models import heads
 from byol_tf.models import layers as layers_lib
 from byol_tf.models import resnet
 
 # Smallest input side the networks accept.
 MIN_IMAGE_SIZE = 8
+
+NO_TARGET_UPDATER = (
+    "BYOL.fit() needs the moving-average target update: pass a "
+    "byol_tf.byol.ema.MovingAverageTarget in fit(callbacks=[...]) (e.g. "
+    "builders.build_target_updater(config, plan)); without it the target network would never move.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """What `BYOL.train_step` needs besides the model, set by `BYOL.compile`.
+
+    Args:
+        view_configs: pair of device-augmentation configs (view 1, view 2).
+        seed: integer seed of the run (the augmentations of step `k` depend
+            on `(seed, k)` only).
+        global_batch_size: images per view per step across replicas, or
+            `None` for the static batch size of each replica times the
+            replicas in sync.
+    """
+
+    view_configs: tuple
+    seed: int
+    global_batch_size: int = None
 
 
 @keras.saving.register_keras_serializable(package="byol_tf")
@@ -22,6 +50,28 @@ class BYOL(keras.Model):
     probe sees `stop_gradient(y)` and reports accuracy during pretraining.
 
     Calling the model returns the online representation `y`.
+
+    Training: the custom loop (`byol_tf.training.loop`) runs
+    `byol_tf.byol.step.make_step_fn` under a `tf.distribute` strategy. The
+    same step also runs under `keras.Model.fit`: `compile()` takes the
+    optimizer (LARS, see `builders.build_optimizer`), the view
+    augmentations, the seed and the global batch size; `fit()` takes batches
+    `{"view1": uint8 [B, S, S, 3], "view2": ..., "label": int32 [B]}` (as
+    `byol_tf.data.pipeline.pretrain_dataset` yields them) and needs a
+    `MovingAverageTarget` in `callbacks` (it binds itself to the model, and
+    `train_step` applies its update after every optimizer step):
+
+    ```python
+    built = builders.build_training(config, num_examples, num_classes)
+    built.model.compile(
+        optimizer=built.optimizer,
+        view_configs=(config.augment.view1, config.augment.view2),
+        seed=config.seed,
+        global_batch_size=built.plan.global_batch_size,
+        steps_per_execution=100)
+    built.model.fit(dataset, epochs=..., steps_per_epoch=built.plan.steps_per_epoch,
+                    callbacks=[built.target_updater])
+    ```
 
     Args:
         encoder: dict of `byol_tf.models.resnet.ResNet` arguments, keys
@@ -94,6 +144,14 @@ class BYOL(keras.Model):
                 self.num_classes, kernel_initializer=layers_lib.fan_in_truncated_normal(),
                 dtype="float32", name="probe")
             self.probe.build((None, self.representation_dim))
+        # Every weight exists now: nothing is built from the first input
+        # (also not by `fit()`'s symbolic build under a distribution strategy).
+        self.built = True
+        self._target_updater = None  # see `set_target_updater`
+        self._fit_settings = None  # a `FitSettings`, see `compile`
+        self._embedding_std_tracker = None  # `fit()` metrics, made by `compile`
+        self._probe_loss_tracker = None
+        self._probe_accuracy_tracker = None
 
     def _encoder(self, input_shape, name):
         return resnet.ResNet(input_shape=input_shape, name=name, **self.encoder_config)
@@ -144,6 +202,129 @@ class BYOL(keras.Model):
             if tuple(o.shape) != tuple(t.shape):
                 raise ValueError(f"Online/target mismatch: {o.path} {o.shape} vs {t.path} {t.shape}")
         return list(zip(online, target))
+
+    @property
+    def target_updater(self):
+        """The `MovingAverageTarget` that `train_step` applies, or `None`."""
+        return self._target_updater
+
+    def set_target_updater(self, updater):
+        """Makes `updater` the target update applied by `train_step`.
+
+        `MovingAverageTarget.set_model(model)` calls this, so the callback
+        passed in `fit(callbacks=[...])` (Keras binds callbacks before it
+        makes the train function) or bound by `builders.build_training` is
+        the one applied; it stays until another one is bound. A change drops
+        the compiled train function, which captured the previous one.
+        """
+        if updater is not self._target_updater:
+            self._target_updater = updater
+            self.train_function = None
+
+    def compile(self, optimizer, *, view_configs=None, seed=0, global_batch_size=None, **kwargs):
+        """Configures `fit()`: the optimizer and what the step needs besides the model.
+
+        The optimizer's `iterations` is the step counter `k` (augmentation
+        seeds, learning rate, `tau_k`); it is built here for
+        `online_variables` (theta) if it is not yet.
+
+        Args:
+            optimizer: a Keras optimizer, normally `builders.build_optimizer`'s
+                LARS.
+            view_configs: pair of device-augmentation configs (view 1, view
+                2), e.g. `(config.augment.view1, config.augment.view2)`.
+                Defaults to `byol_tf.augment.views.default_view_configs()`.
+            seed: integer seed of the run. Defaults to `0`.
+            global_batch_size: images per view per step across replicas
+                (the loss is a mean over it). Defaults to `None`: each
+                replica's static batch size times the replicas in sync.
+            **kwargs: other `keras.Model.compile` arguments
+                (`steps_per_execution`, `jit_compile`, ...). BYOL has its own
+                loss and metrics, so `loss` and `metrics` are not accepted;
+                `auto_scale_loss` defaults to `False` (the step applies
+                unscaled gradients, as in the custom loop). Keras 3.15 itself
+                fails to run `steps_per_execution > 1` under a
+                `MirroredStrategy` of several devices (any model); one
+                device or the default strategy is fine.
+        """
+        for name in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"BYOL computes its own loss and metrics: `{name}` is not accepted. "
+                                 f"Received: {name}={kwargs[name]!r}")
+            kwargs.pop(name, None)
+        kwargs.setdefault("auto_scale_loss", False)
+        view_configs = views.default_view_configs() if view_configs is None else tuple(view_configs)
+        if len(view_configs) != 2:
+            raise ValueError(f"`view_configs` must be a pair (view 1, view 2). Received: {view_configs!r}")
+        for view_config in view_configs:
+            views.read_view_config(view_config)  # raises for bad settings
+        if global_batch_size is not None and int(global_batch_size) < 1:
+            raise ValueError(f"`global_batch_size` must be >= 1. Received: global_batch_size={global_batch_size}")
+        super().compile(optimizer=optimizer, **kwargs)
+        self._fit_settings = FitSettings(
+            view_configs=view_configs, seed=int(seed),
+            global_batch_size=None if global_batch_size is None else int(global_batch_size))
+        with self.distribute_strategy.scope():
+            if not self.optimizer.built:
+                self.optimizer.build(self.online_variables)
+            if self._embedding_std_tracker is None:
+                self._embedding_std_tracker = keras.metrics.Mean(name="embedding_std")
+                if self.probe is not None:
+                    self._probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
+                    self._probe_accuracy_tracker = keras.metrics.Mean(name="probe_accuracy")
+
+    def train_step(self, data):
+        """One BYOL step under `fit()`: the custom loop's step, then the logs.
+
+        Runs `byol_tf.byol.step.make_step_fn`'s step, the code the custom
+        loop runs (augmentations -> target projections -> online predictions
+        -> loss -> `self.optimizer` -> target update), on `data`, a batch
+        `{"view1": uint8 [B, S, S, 3], "view2": ..., "label": int32 [B]}`
+        with a static `B`. The target update is the bound
+        `MovingAverageTarget`'s (`set_target_updater`), traced into this
+        step: it runs once per optimizer step also with
+        `steps_per_execution > 1`.
+
+        Returns:
+            Logs: `loss` (BYOL loss), `embedding_std` and, with the probe,
+            `probe_loss` and `probe_accuracy` as means over the epoch so far
+            (Keras metrics, across replicas); `tau` of this step.
+
+        Raises:
+            RuntimeError: when no `MovingAverageTarget` is bound to the model
+                (`fit()` without one in `callbacks`): training would leave
+                the target network where it started.
+        """
+        updater = self._target_updater
+        if updater is None or updater.model is not self:
+            raise RuntimeError(NO_TARGET_UPDATER)
+        if self._fit_settings is None:
+            raise RuntimeError("Call BYOL.compile(optimizer, view_configs=..., seed=..., "
+                               "global_batch_size=...) before fit().")
+        local_batch = data["view1"].shape[0]
+        if local_batch is None:
+            raise ValueError("BYOL.fit() needs batches of a static size: batch with drop_remainder=True and, "
+                             "under a distribution strategy, repeat the dataset (`.repeat()`, with "
+                             f"`steps_per_epoch`). Received a batch of shape {data['view1'].shape}.")
+        settings = self._fit_settings
+        global_batch_size = settings.global_batch_size or (
+            local_batch * tf.distribute.get_replica_context().num_replicas_in_sync)
+        step_fn = step_lib.make_step_fn(self, self.optimizer, updater, settings.view_configs, settings.seed,
+                                        global_batch_size)
+        metrics = step_lib.all_reduce_metrics(step_fn(data))
+        self._loss_tracker.update_state(metrics["loss"])
+        self._embedding_std_tracker.update_state(metrics["embedding_std"])
+        logs = {"loss": self._loss_tracker.result(), "embedding_std": self._embedding_std_tracker.result()}
+        if self.probe is not None:
+            count = metrics["probe_count"]
+            self._probe_loss_tracker.update_state(metrics["probe_loss"])
+            # Weighted by the labelled examples: hits over labelled examples of the epoch.
+            self._probe_accuracy_tracker.update_state(
+                metrics["probe_hits"] / ops.maximum(count, 1.0), sample_weight=count)
+            logs.update(probe_loss=self._probe_loss_tracker.result(),
+                        probe_accuracy=self._probe_accuracy_tracker.result())
+        logs["tau"] = metrics["tau"]
+        return logs
 
     def get_config(self):
         config = super().get_config()

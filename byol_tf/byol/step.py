@@ -45,8 +45,31 @@ def probe_metrics(logits, labels, global_batch_size):
     return loss, ops.sum(hits * valid), ops.sum(valid)
 
 
+# Per-replica metrics of the step that are averaged (not summed) across replicas.
+MEAN_METRICS = ("embedding_std", "tau")
+
+
+def all_reduce_metrics(metrics):
+    """The global values of a step's per-replica metrics, on every replica.
+
+    Call in a replica context (inside `strategy.run`, as `keras.Model.fit`
+    runs `train_step`): sums the per-replica shares, averages
+    `MEAN_METRICS`. With one replica the values are returned unchanged.
+    """
+    replica = tf.distribute.get_replica_context()
+    return {
+        name: replica.all_reduce(
+            tf.distribute.ReduceOp.MEAN if name in MEAN_METRICS else tf.distribute.ReduceOp.SUM, value)
+        for name, value in metrics.items()
+    }
+
+
 def make_step_fn(model, optimizer, target_updater, view_configs, seed, global_batch_size):
     """Builds the per-replica training step.
+
+    The one implementation of BYOL's update: the custom loop
+    (`byol_tf.training.loop`) runs it under `strategy.run`, and
+    `BYOL.train_step` (`keras.Model.fit`) calls it on each batch.
 
     Args:
         model: a `byol_tf.byol.networks.BYOL`.
