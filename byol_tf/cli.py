@@ -186,6 +186,33 @@ def check_args(argv, **required):
             _die(f"error: --{name} is required: {what} (e.g. --{name}=...; see --help).", 2)
 
 
+def prepare_tensorflow(config):
+    """Sets TensorFlow up for `config` before its first import: deterministic kernels if asked.
+
+    With `config.data.deterministic`, oneDNN's CPU kernels are switched off
+    (`TF_ENABLE_ONEDNN_OPTS=0`, read when TensorFlow is imported: oneDNN's
+    default mode does not promise run-to-run identical results) and
+    `tf.config.experimental.enable_op_determinism()` makes TensorFlow pick
+    deterministic kernels, so that the same command gives bit-identical
+    weights, also on a loaded machine. Entry points call this in `main()`,
+    before importing the library. A program that imported TensorFlow already
+    gets op determinism only (and a warning).
+    """
+    if not config.data.get("deterministic"):
+        return
+    imported = "tensorflow" in sys.modules
+    if not imported:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if imported and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+        from absl import logging  # pylint: disable=import-outside-toplevel
+
+        logging.warning("data.deterministic: TensorFlow was imported before, so its oneDNN kernels stay on; "
+                        "set TF_ENABLE_ONEDNN_OPTS=0 before importing it for bit-identical runs.")
+    tf.config.experimental.enable_op_determinism()
+
+
 class Stopped(Exception):
     """A run stopped early on request (a signal), its state saved.
 
@@ -217,16 +244,18 @@ def run(main, user_errors=()):
              "pip install 'byol_tf[cpu]' (or [gpu], [tpu]).", 2)
 
     def guarded(argv):
-        errors = user_errors() if callable(user_errors) else user_errors
         try:
             return main(argv)
         except app.UsageError as e:  # a flag value main() refused: one line, not absl's usage text
             _die(f"error: {' '.join(str(e).split())} (see --help).", 2)
-        except errors as e:
-            _die(f"error: {e}", 1)
         except Stopped as e:
             _die(str(e), e.exit_code)
         except KeyboardInterrupt:
             _die("Interrupted.", 130)
+        except Exception as e:  # pylint: disable=broad-except  # re-raised unless a user error
+            # Looked up only now: the classes may live in modules that import TensorFlow.
+            if isinstance(e, user_errors() if callable(user_errors) else user_errors):
+                _die(f"error: {e}", 1)
+            raise
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -31,6 +31,7 @@ def _user_errors():
 
 def main(argv):
     cli.check_args(argv, workdir=(_WORKDIR.value, "the directory for checkpoints and summaries"))
+    cli.prepare_tensorflow(_CONFIG.value)  # before TensorFlow is imported
     from byol_tf.training import pretrain  # pylint: disable=import-outside-toplevel  (TensorFlow: after the checks)
 
     result = pretrain.run(_CONFIG.value, _WORKDIR.value, tpu=_TPU.value)

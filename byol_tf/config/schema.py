@@ -95,7 +95,9 @@ def default_config():
         eval_split="validation",
         shuffle_buffer=10_000,
         cache=False,  # keep encoded images in memory (small data sets)
-        deterministic=False,  # tf.data determinism (slower; exact input order)
+        # True: exact input order (tf.data) and, through the commands, deterministic TensorFlow
+        # kernels (op determinism, oneDNN off; cli.prepare_tensorflow): bit-identical runs. Slower.
+        deterministic=False,
         check_files=True,  # skip and count unreadable files when listing folders
         image_size=224,
         eval_crop_fraction=224 / 256,
