@@ -15,7 +15,6 @@ import pickle
 import subprocess
 import sys
 import types
-import typing
 
 import numpy as np
 import pytest
@@ -47,24 +46,9 @@ RTOL = 1e-5
 
 
 # The reference's NamedTuples, under the reference's module names.
-class _ByolExperimentState(typing.NamedTuple):
-    online_params: typing.Any
-    target_params: typing.Any
-    online_state: typing.Any
-    target_state: typing.Any
-    opt_state: typing.Any
-
-
-class AddWeightDecayState(typing.NamedTuple):
-    pass
-
-
-class ScaleByLarsState(typing.NamedTuple):
-    mu: typing.Any
-
-
-_ByolExperimentState.__module__ = "byol.byol_experiment"
-AddWeightDecayState.__module__ = ScaleByLarsState.__module__ = "byol.utils.optimizers"
+_ByolExperimentState = old_checkpoints._ByolExperimentState
+AddWeightDecayState = old_checkpoints.AddWeightDecayState
+ScaleByLarsState = old_checkpoints.ScaleByLarsState
 FAKE_MODULES = ("byol", "byol.utils", "byol.utils.optimizers", "byol.byol_experiment")
 
 
