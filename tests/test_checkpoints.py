@@ -35,13 +35,13 @@ def test_nothing_to_restore_in_a_new_run(tmp_path):
 
 def test_save_names_checkpoints_by_step_and_keeps_the_newest_n(tmp_path):
     checkpointer, variable = _checkpointer(tmp_path, keep=2)
-    directory = directory.checkpoints_dir(str(tmp_path))
-    assert checkpointer.directory == directory
+    folder = directory.checkpoints_dir(str(tmp_path))
+    assert checkpointer.directory == folder
     for step in (10, 20, 30):
         variable.assign(float(step))
-        assert checkpointer.save(np.int64(step)) == os.path.join(directory, f"ckpt-{step}")
+        assert checkpointer.save(np.int64(step)) == os.path.join(folder, f"ckpt-{step}")
     assert _saved_steps(tmp_path) == [20, 30]
-    assert checkpointer.latest == os.path.join(directory, "ckpt-30") == checkpoints.checkpoint_path(str(tmp_path))
+    assert checkpointer.latest == os.path.join(folder, "ckpt-30") == checkpoints.checkpoint_path(str(tmp_path))
 
 
 def test_a_new_checkpointer_resumes_from_the_newest_and_keeps_pruning(tmp_path):

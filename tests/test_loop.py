@@ -277,8 +277,8 @@ def test_diverged_run_never_saves_non_finite_weights(tmp_path):
     config.optimizer.base_learning_rate = 1e30
     with pytest.raises(FloatingPointError, match=r"newest checkpoint \(.*(none yet|ckpt-\d+)\) holds finite weights"):
         loop.run(config, str(tmp_path), print_fn=lambda line: None)
-    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
-    for path in (checkpoints.all_model_checkpoint_paths if checkpoints else []):
+    state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    for path in (state.all_model_checkpoint_paths if state else []):
         reader = tf.train.load_checkpoint(path)
         for name in reader.get_variable_to_shape_map():
             value = reader.get_tensor(name)

@@ -223,8 +223,8 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes
     assert "Received SIGTERM: stopping after the current step" in cut[1][2]
     assert "Another worker of the cluster received SIGTERM" in cut[0][2]
     assert "Received SIGTERM" not in cut[0][2]
-    checkpoints = tmp_path / "cut" / "checkpoints"
-    assert (checkpoints / f"ckpt-{step}.index").exists()
+    saved = tmp_path / "cut" / "checkpoints"
+    assert (saved / f"ckpt-{step}.index").exists()
     assert not (tmp_path / "cut" / ".lock").exists()
 
     resumed = finish(_train(tmp_path, "cut"))
@@ -243,7 +243,7 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_and_a_relaunch_resumes
     assert sorted(os.listdir(tmp_path / "whole" / "checkpoints")) == [
         "checkpoint", f"ckpt-{STEPS}.data-00000-of-00001", f"ckpt-{STEPS}.index"]
     assert len(_event_file_pids(tmp_path / "cut")) == 2  # the stopped and the resumed chief
-    assert sorted(os.listdir(checkpoints)) == sorted(
+    assert sorted(os.listdir(saved)) == sorted(
         ["checkpoint"] + [f"ckpt-{s}.{ext}" for s in (step, STEPS) for ext in ("data-00000-of-00001", "index")])
     for index in range(WORKERS):  # the non-chief's throwaway checkpoints are gone
         assert not [p for p in os.listdir(tmp_path / f"tmp-worker{index}") if p.startswith("byol_worker")]

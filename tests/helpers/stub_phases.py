@@ -1,7 +1,7 @@
 """Stub benchmark phases for `byol_tf.benchmarks.isolate`: light to import in a spawned child.
 
 A spawned child imports this module by name; it inherits the parent's
-`sys.path`, on which pytest puts tests/ (setup.cfg's `pythonpath`).
+import path, on which pytest puts tests/ (setup.cfg's `pythonpath`).
 """
 
 import os
