@@ -62,7 +62,6 @@ def main(argv):
     from byol_tf.evaluation import runner
     from byol_tf.training import distribute
 
-    config = evaluation_config(_WORKDIR.value)
     if not _TPU.value and distribute.cluster_size() > 1:
         # A cluster job (TF_CONFIG): the evaluation runs once, on the chief's own devices.
         if not distribute.is_chief_task():
@@ -71,6 +70,7 @@ def main(argv):
         strategy = distribute.local_strategy()
     else:
         strategy = distribute.get_strategy(_TPU.value)
+    config = evaluation_config(_WORKDIR.value)  # the chief's: other tasks read nothing
     runner.evaluate_run(_PROTOCOL.value, _WORKDIR.value, config, _STEP.value, _OUTPUT.value, strategy,
                         verbose=2, random_init=_RANDOM_INIT.value)
 

@@ -1,4 +1,4 @@
-"""The packaged `ablations` config (`byol_tf.configs.ablations`): each ablation is the small-data preset with exactly its change, and trains."""
+"""`byol_tf.configs.ablations`: each ablation is the small-data preset with exactly its change, and trains."""
 
 import numpy as np
 import pytest

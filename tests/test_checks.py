@@ -14,7 +14,8 @@ def test_check_split_folder(tmp_path):
     checks.check_split(source_config(data_dir=root), "train")
     checks.check_split(source_config(source="sample"), "test")
     for split in ("test", "validation"):
-        expected = data_error(f"Split folder '{split}' not found", sources.load_source, source_config(data_dir=root), split)
+        expected = data_error(f"Split folder '{split}' not found", sources.load_source,
+                              source_config(data_dir=root), split)
         assert data_error("not found", checks.check_split, source_config(data_dir=root), split) == expected
     data_error("does not exist", checks.check_split, source_config(data_dir=str(tmp_path / "nope")), "train")
     os.makedirs(tmp_path / "b" / "test")

@@ -48,7 +48,7 @@ def free_ports(count):
 
 
 def launch(args, tmp_path, name="cluster", workers=WORKERS):
-    """Starts `helpers/multiworker_check.py ARGS` as a cluster of `workers` processes; returns their Popens (chief first).
+    """Starts `helpers.multiworker_check ARGS` as a cluster of `workers` processes; returns their Popens (chief first).
 
     Worker i's stderr goes to `<tmp_path>/<name>-worker<i>.err`, its stdout to a pipe, and its
     temporary files (the throwaway checkpoints of a non-chief worker) to `<tmp_path>/tmp-worker<i>`.
