@@ -211,3 +211,33 @@ def test_eval_data_takes_the_runs_values_unless_set():
     data = schema.eval_data(config, run)
     assert (data.source, data.name, data.eval_crop_fraction, data.image_size) == ("tfds", "cifar100", 0.875, 32)
     assert data.cache is True and run.data.source == "sample"  # the run's config is not changed
+
+
+def test_the_schema_lists_the_choices_the_code_implements():
+    """The schema imports no TensorFlow, so it lists allowed values as data: they must match the code."""
+    from byol_tf.augment import host
+    from byol_tf.byol import ema, networks
+    from byol_tf.data import sources
+    from byol_tf.evaluation import knn
+    from byol_tf.models import layers, resnet
+    from byol_tf.training import precision
+
+    assert schema.NORMS == layers.NORMS
+    assert schema.DEPTHS == tuple(sorted(resnet.BLOCKS))
+    assert schema.STEMS == resnet.STEMS
+    assert schema.SHORTCUTS == resnet.SHORTCUTS
+    assert schema.SOURCES == sources.SOURCES
+    assert schema.CROP_SAMPLERS == host.CROP_SAMPLERS
+    assert schema.PRECISIONS == precision.PRECISIONS
+    assert schema.KNN_WEIGHTINGS == knn.WEIGHTINGS
+    assert schema.TAU_SCHEDULES == ema.TAU_SCHEDULES
+    assert schema.MIN_IMAGE_SIZE == networks.MIN_IMAGE_SIZE
+    for width in (0.001, 0.007, 0.008, 0.25, 1.0, 2.0):  # validate's width check = the encoder's channel rule
+        config = schema.default_config()
+        config.model.width_multiplier = width
+        refused = resnet.scaled_channels(64, width) < 1
+        if refused:
+            with pytest.raises(schema.ConfigError, match="width_multiplier"):
+                schema.validate(config)
+        else:
+            schema.validate(config)
