@@ -79,6 +79,7 @@ class Progress:
         self.print_fn(" | ".join(parts))
         return images_per_second
 
+
 def read_scalars(workdir):
     """Returns `{tag: (steps, values)}` from `<workdir>/train` event files."""
     series = collections.defaultdict(dict)
