@@ -240,3 +240,14 @@ def test_clean_leftovers_removes_interrupted_saves_only(tmp_path, caplog):
     restored = tf.Variable(0.0)
     tf.train.Checkpoint(v=restored).restore(checkpoints.checkpoint_path(workdir)).assert_existing_objects_matched()
     assert checkpoints.clean_leftovers(workdir) == []
+
+
+def test_a_config_saved_by_an_older_version_reads_with_the_new_keys_defaulted(tmp_path):
+    config = schema.default_config()
+    saved = json.loads(config.to_json())
+    del saved["training"]["collapse_alarm"], saved["training"]["stop_on_collapse"]  # keys added later
+    saved["training"]["max_steps"] = 7
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    read = directory.read_config(str(tmp_path))
+    assert read.training.max_steps == 7  # the run's own values are kept
+    assert read.training.collapse_alarm == 0.1 and read.training.stop_on_collapse is False

@@ -134,6 +134,12 @@ def default_config():
         # > 0 resumes from the checkpoint of this step instead of the newest
         # (e.g. the last one before a divergence); later saves continue from it.
         restore_step=0,
+        # The collapse alarm (training/collapse.py): one line when the embedding std stays under
+        # collapse_alarm / sqrt(projection_dim) for collapse_patience logged steps (0 turns it off);
+        # stop_on_collapse then also stops the run, its checkpoint saved.
+        collapse_alarm=0.1,
+        collapse_patience=3,
+        stop_on_collapse=False,
         precision="float32",  # float32 | mixed_bfloat16 | auto (bf16 where the hardware has it)
         jit_compile=False,  # XLA on CPU/GPU; TPU always compiles with XLA
     )
@@ -259,6 +265,7 @@ _AT_LEAST = {
     "model.gn_groups": 1, "data.shuffle_buffer": 1, "training.batch_size": 1, "training.epochs": 0,
     "training.max_steps": 0, "training.steps_per_loop": 1, "training.log_every_steps": 1,
     "training.checkpoint_every_steps": 1, "training.keep_checkpoints": 1, "training.restore_step": 0,
+    "training.collapse_alarm": 0, "training.collapse_patience": 1,
     "optimizer.base_learning_rate": 0, "optimizer.weight_decay": 0, "optimizer.warmup_epochs": 0,
     "optimizer.eta": 0, "evals.batch_size": 1, "evals.data.shuffle_buffer": 1,
     "evals.linear.batch_size": 1, "evals.linear.weight_decay": 0, "evals.linear.max_train_examples": 0,

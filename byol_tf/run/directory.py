@@ -170,7 +170,18 @@ def read_config(workdir):
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"No training run in {workdir}: {path} is missing; pass the --workdir of a run.")
     with tf.io.gfile.GFile(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(json.load(f))
+    return _fill_missing(config, schema.default_config())
+
+
+def _fill_missing(config, defaults):
+    """`config` with the schema's default for every key it lacks (a run saved by an older version)."""
+    for key, value in defaults.items():
+        if key not in config:
+            config[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+        elif isinstance(value, ml_collections.ConfigDict) and isinstance(config[key], ml_collections.ConfigDict):
+            _fill_missing(config[key], value)
+    return config
 
 
 def checkpoints_dir(workdir):
