@@ -27,3 +27,25 @@ def test_healthy_runs_and_a_switched_off_alarm_stay_silent():
     assert all(off.observe(step, 0.0) is None for step in range(10))
     with pytest.raises(ValueError):
         collapse.CollapseAlarm(projection_dim=0)
+
+
+def test_the_training_loop_raises_the_alarm_and_can_stop_with_the_checkpoint_saved(tmp_path):
+    from byol_tf.run import checkpoints
+    from byol_tf.training import loop
+    from helpers.configs import tiny_config
+
+    # A threshold no real run stays above (fraction 100): the alarm must fire at the 2nd logged step.
+    config = tiny_config(max_steps=8, log_every_steps=2, steps_per_loop=2, collapse_alarm=100.0,
+                         collapse_patience=2)
+    lines = []
+    result = loop.run(config, str(tmp_path / "warn"), print_fn=lines.append)
+    assert result.step == 8  # a warning only, by default
+    alarms = [line for line in lines if line.startswith("Collapse alarm")]
+    assert len(alarms) == 1 and alarms[0].startswith("Collapse alarm at step 4: ")
+
+    config.training.stop_on_collapse = True
+    with pytest.raises(collapse.CollapseError, match=r"Stopped at step 4, checkpoint saved") as error:
+        loop.run(config, str(tmp_path / "stop"), print_fn=lambda line: None)
+    assert "\n" not in str(error.value)
+    assert checkpoints.checkpoint_step(checkpoints.checkpoint_path(str(tmp_path / "stop"))) == 4
+    assert not (tmp_path / "stop" / ".lock").exists()

@@ -12,6 +12,10 @@ which is about `1 / sqrt(d)` for unit vectors spread over `d` dimensions and
 import math
 
 
+class CollapseError(RuntimeError):
+    """A run stopped by the collapse alarm (`training.stop_on_collapse`); its checkpoint is saved."""
+
+
 class CollapseAlarm:
     """Fires once when the embedding std stays below a threshold for `patience` logged steps.
 

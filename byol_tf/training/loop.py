@@ -9,15 +9,15 @@ import signal
 import tensorflow as tf
 from absl import logging
 
+from byol_tf.byol import builders
 from byol_tf.config import schema
+from byol_tf.data import checks
+from byol_tf.data import pipeline
+from byol_tf.data import sources
 from byol_tf.run import checkpoints
 from byol_tf.run import directory
 from byol_tf.run import lock
-from byol_tf.data import pipeline
-from byol_tf.data import checks
-from byol_tf.data import sources
-from byol_tf.byol import builders
-from byol_tf.run import checkpoints
+from byol_tf.training import collapse
 from byol_tf.training import distribute
 from byol_tf.training import progress
 from byol_tf.training import stopping
@@ -242,6 +242,8 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
         checkpointer.save(step)
         return step
 
+    alarm = collapse.CollapseAlarm(config.model.projection_dim, t.get("collapse_alarm", 0.1),
+                                   t.get("collapse_patience", 3))
     log.start(step)
     while step < run_plan.total_steps and not (cluster_stopped if cluster else stop.requested):
         # Loop boundaries fall on multiples of the log/checkpoint intervals.
@@ -269,6 +271,14 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
         if step % t.log_every_steps == 0 or step == run_plan.total_steps or step - start <= t.steps_per_loop:
             metrics["learning_rate"] = float(optimizer.learning_rate)
             log.log(step, metrics)
+            alarm_line = alarm.observe(step, metrics["embedding_std"])  # the same on every worker
+            if alarm_line:
+                log.print_fn(alarm_line)
+                logging.warning("%s", alarm_line)
+                if t.stop_on_collapse:
+                    last_saved = save()
+                    raise collapse.CollapseError(f"{alarm_line} Stopped at step {step}, checkpoint saved "
+                                                 "(training.stop_on_collapse).")
         if step - last_saved >= t.checkpoint_every_steps:
             last_saved = save()
     if step != last_saved:

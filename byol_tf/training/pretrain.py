@@ -3,16 +3,17 @@
 import dataclasses
 
 from byol_tf.config import schema
-from byol_tf.run import directory
 from byol_tf.data import checks
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
+from byol_tf.run import directory
+from byol_tf.training import collapse
 from byol_tf.training import distribute
 from byol_tf.training import loop
 
 # Errors whose message tells the user what to fix: printed as one line.
-USER_ERRORS = schema.USER_ERRORS + (distribute.ClusterStartError,)
+USER_ERRORS = schema.USER_ERRORS + (distribute.ClusterStartError, collapse.CollapseError)
 
 
 def run(config, workdir, tpu=None, print_fn=print):
