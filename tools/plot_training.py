@@ -4,8 +4,8 @@ r"""Plots a training run's TensorBoard scalars as one PNG.
 
 Panels: BYOL loss, online linear-probe accuracy, embedding std (the collapse
 monitor, with the 1/sqrt(d) level of uniformly spread unit vectors), learning
-rate and target decay tau, each against the training step. Needs matplotlib
-(`pip install -e .[plots]`).
+rate and target decay tau, each against the training step. Needs matplotlib:
+the `[plots]` extra (`pip install 'byol_tf[plots]'`).
 """
 
 import math
@@ -78,6 +78,11 @@ def main(argv):
     parser.add_argument("--output", default=None, help="PNG path (default: WORKDIR/training.png)")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401  (checked before any work)
+    except ImportError:
+        print("error: plot_training needs matplotlib: pip install 'byol_tf[plots]'", file=sys.stderr)
+        return 1
     try:
         scalars = progress.read_scalars(args.workdir)
     except FileNotFoundError as e:
