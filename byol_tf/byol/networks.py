@@ -242,7 +242,10 @@ class BYOL(keras.Model):
                 (`steps_per_execution`, `jit_compile`, ...). BYOL has its own
                 loss and metrics, so `loss` and `metrics` are not accepted;
                 `auto_scale_loss` defaults to `False` (the step applies
-                unscaled gradients, as in the custom loop). Keras 3.15 itself
+                unscaled gradients, as in the custom loop) and `jit_compile`
+                to `False` (Keras' "auto" means XLA on a CPU; the custom
+                loop's `training.jit_compile` default is `False` too, and a
+                TPU compiles with XLA anyway). Keras 3.15 itself
                 fails to run `steps_per_execution > 1` under a
                 `MirroredStrategy` of several devices (any model); one
                 device or the default strategy is fine.
@@ -253,6 +256,7 @@ class BYOL(keras.Model):
                                  f"Received: {name}={kwargs[name]!r}")
             kwargs.pop(name, None)
         kwargs.setdefault("auto_scale_loss", False)
+        kwargs.setdefault("jit_compile", False)
         view_configs = views.default_view_configs() if view_configs is None else tuple(view_configs)
         if len(view_configs) != 2:
             raise ValueError(f"`view_configs` must be a pair (view 1, view 2). Received: {view_configs!r}")
