@@ -253,12 +253,14 @@ def is_disk_full(error):
 
 
 def format_bytes(count):
-    """`"3.4 MB"`: a byte count for people (decimal units)."""
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+    """`"3.4 MB"`: a byte count for people (decimal units, up to GB)."""
+    if count < 1000:
+        return f"{count:.0f} bytes"
+    for unit in ("kB", "MB"):
         count /= 1000
-    return f"{count:.1f} GB"
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1000:.1f} GB"
 
 
 @contextlib.contextmanager
