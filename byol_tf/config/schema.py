@@ -40,6 +40,7 @@ MIN_IMAGE_SIZE = 8  # byol_tf.byol.networks.MIN_IMAGE_SIZE
 
 # The evaluation protocols: one `config.evals` section each.
 PROTOCOLS = ("linear", "finetune", "knn")
+PERIODIC_PROTOCOLS = ("knn", "linear")  # those that leave the encoder as it is
 # `config.evals.data` keys whose empty value means "the pretraining run's".
 _EVAL_DATA_KEYS = ("source", "name", "data_dir", "train_split", "eval_split", "eval_crop_fraction")
 _PAPER = presets.imagenet_preset(300)
@@ -147,6 +148,11 @@ def default_config():
         # Protocols run after pretraining, comma-separated (e.g. "linear" or
         # "linear,knn"); results go to <workdir>/eval/<protocol>.json.
         at_end="",
+        # Evaluations during pretraining: the protocols in `during` (knn, or linear with
+        # cached features) every `every_steps` steps and at the last step (0 turns them off);
+        # results in the progress lines, TensorBoard (eval/<protocol>_top1) and eval/<protocol>.json.
+        every_steps=0,
+        during="knn",
         compare_random_init=False,  # ... and the same for a random encoder (eval/<protocol>_random_init.json)
         batch_size=256,  # feature extraction and test batches
         data=dict(
@@ -247,7 +253,16 @@ def smoke(config):
 
 def at_end_protocols(config):
     """The protocols `config.evals.at_end` names, in order."""
-    return tuple(p.strip() for p in str(config.evals.at_end).split(",") if p.strip())
+    return _protocol_list(config.evals.at_end)
+
+
+def periodic_protocols(config):
+    """The protocols evaluated during pretraining (`evals.during`); `()` when `evals.every_steps` is 0."""
+    return _protocol_list(config.evals.during) if config.evals.get("every_steps", 0) else ()
+
+
+def _protocol_list(value):
+    return tuple(p.strip() for p in str(value).split(",") if p.strip())
 
 
 def _fail(key, value, why):
@@ -267,7 +282,7 @@ _AT_LEAST = {
     "training.checkpoint_every_steps": 1, "training.keep_checkpoints": 1, "training.restore_step": 0,
     "training.collapse_alarm": 0, "training.collapse_patience": 1,
     "optimizer.base_learning_rate": 0, "optimizer.weight_decay": 0, "optimizer.warmup_epochs": 0,
-    "optimizer.eta": 0, "evals.batch_size": 1, "evals.data.shuffle_buffer": 1,
+    "optimizer.eta": 0, "evals.every_steps": 0, "evals.batch_size": 1, "evals.data.shuffle_buffer": 1,
     "evals.linear.batch_size": 1, "evals.linear.weight_decay": 0, "evals.linear.max_train_examples": 0,
     "evals.linear.holdout_examples": 0, "evals.linear.subset_seed": 0, "evals.finetune.batch_size": 1,
     "evals.finetune.weight_decay": 0, "evals.finetune.subset_seed": 0, "evals.knn.k": 1,
@@ -346,6 +361,13 @@ def validate_evals(config):
     for protocol in at_end_protocols(config):
         if protocol not in PROTOCOLS:
             _fail("evals.at_end", e.at_end, f"name protocols among {_choices(PROTOCOLS)}, comma-separated")
+    for protocol in periodic_protocols(config):
+        if protocol not in PERIODIC_PROTOCOLS:
+            _fail("evals.during", e.during, f"name protocols among {_choices(PERIODIC_PROTOCOLS)}, comma-separated "
+                  "(fine-tuning would train the encoder being pretrained)")
+        if protocol == "linear" and not e.linear.cache_features:
+            _fail("evals.linear.cache_features", False, "evaluations during pretraining train the linear "
+                  "classifier on cached features: set it to True (or evaluate linear at the end)")
     if e.data.source not in ("",) + SOURCES:
         _fail("evals.data.source", e.data.source, f"use '' (the run's) or one of {_choices(SOURCES)}")
     if not 0.0 <= e.data.eval_crop_fraction <= 1.0:

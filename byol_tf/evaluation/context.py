@@ -32,6 +32,9 @@ class Context:
         batch_size: feature-extraction and test batch size. Defaults to `256`.
         variant: a note for the result's `variant` (e.g. `"random init"`).
             Defaults to `""`.
+        should_stop: optional callable; feature extraction ends with
+            `features.Interrupted` once it returns true (see
+            `features.extract_features`). Defaults to `None`.
     """
 
     workdir: str
@@ -41,6 +44,7 @@ class Context:
     strategy: tf.distribute.Strategy
     batch_size: int = 256
     variant: str = ""
+    should_stop: object = None
     _features: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -69,7 +73,7 @@ class Context:
             shuffle_seed = seed if max_examples else None
             examples = labelled.labelled_examples(self.data, split, indices, shuffle_seed=shuffle_seed)[0]
             self._features[key] = features.extract_features(
-                self.encoder, self.center_crops(examples), max_examples, self.strategy)
+                self.encoder, self.center_crops(examples), max_examples, self.strategy, self.should_stop)
         return self._features[key]
 
 

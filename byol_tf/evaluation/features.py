@@ -4,7 +4,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def extract_features(encoder, dataset, max_examples=0, strategy=None):
+class Interrupted(Exception):
+    """A stop request (`should_stop`) ended a feature extraction before its end."""
+
+
+def extract_features(encoder, dataset, max_examples=0, strategy=None, should_stop=None):
     """Runs `encoder` in inference mode over `dataset`; returns numpy arrays.
 
     Args:
@@ -17,9 +21,16 @@ def extract_features(encoder, dataset, max_examples=0, strategy=None):
         strategy: a `tf.distribute.Strategy` whose scope holds `encoder`;
             batches are then split across its replicas and gathered back in
             order. Defaults to `None` (the current strategy).
+        should_stop: optional callable, asked before every batch; when it
+            returns true the extraction ends with `Interrupted` (an
+            evaluation during pretraining gives way to SIGTERM). Defaults to
+            `None`.
 
     Returns:
         `(features float32 [N, D], labels int32 [N])`, in the dataset's order.
+
+    Raises:
+        Interrupted: `should_stop()` became true.
     """
     strategy = strategy or tf.distribute.get_strategy()
     distributed = strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
@@ -46,6 +57,8 @@ def extract_features(encoder, dataset, max_examples=0, strategy=None):
 
     features, labels, count = [], [], 0
     for batch in dataset:
+        if should_stop is not None and should_stop():
+            raise Interrupted("Feature extraction stopped by request.")
         batch_features, batch_labels = embed(batch)
         features.append(np.asarray(batch_features, np.float32))
         labels.append(np.asarray(batch_labels, np.int32))

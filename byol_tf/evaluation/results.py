@@ -33,15 +33,23 @@ def write(result, path):
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         raise ValueError(f"Result is missing keys {missing}. Received: keys={sorted(result)}")
+    return write_json(result, path, f"the result {os.path.basename(path)}")
+
+
+def write_json(value, path, what):
+    """Writes `value` as indented JSON to `path` atomically (a temporary file, then a rename); returns `path`.
+
+    A full disk raises `DiskFullError` naming `what` and leaves the previous
+    file as it was.
+    """
     folder = os.path.dirname(path)
-    temp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"  # a full disk must not leave half a result
-    with directory.disk_full_is_one_line(f"the result {os.path.basename(path)}", path,
-                                         intact="earlier results are unchanged"):
+    temp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"  # a full disk must not leave half a file
+    with directory.disk_full_is_one_line(what, path, intact="earlier results are unchanged"):
         try:
             if folder:
                 tf.io.gfile.makedirs(folder)
             with tf.io.gfile.GFile(temp, "w") as f:
-                json.dump(result, f, indent=2)
+                json.dump(value, f, indent=2)
                 f.write("\n")
             tf.io.gfile.rename(temp, path, overwrite=True)
         except BaseException:

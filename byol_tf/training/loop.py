@@ -5,6 +5,7 @@ import dataclasses
 import math
 import re
 import signal
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -19,6 +20,7 @@ from byol_tf.run import directory
 from byol_tf.run import lock
 from byol_tf.training import collapse
 from byol_tf.training import distribute
+from byol_tf.training import periodic
 from byol_tf.training import progress
 from byol_tf.training import stopping
 
@@ -166,14 +168,18 @@ def _train(config, workdir, strategy, info, listing, print_fn):
     )
     log = progress.Progress(workdir, run_plan.total_steps, run_plan.global_batch_size, print_fn, chief=chief)
 
+    evaluations = periodic.PeriodicEvaluations.create(config, workdir, model, strategy, run_plan.total_steps, log,
+                                                      chief=chief)
+
     logging.info("Plan: %s, starting at step %d.", run_plan, start)
     step, metrics, exit_code = start, {}, 0
-    if start < run_plan.total_steps:
+    # A finished run whose last evaluation was cut short only evaluates.
+    if start < run_plan.total_steps or (evaluations and evaluations.pending(start)):
         with stopping.StopSignal() as stop:
             loop = make_loop_fn(strategy, built.step_fn, model.probe is not None, config.training.jit_compile,
                                 stop=stop.variable)
             step, metrics = _run(config, built, loop=loop, iterator=iter(dataset), checkpointer=checkpointer,
-                                 log=log, stop=stop, strategy=strategy)
+                                 log=log, stop=stop, strategy=strategy, evaluations=evaluations)
             exit_code = stop.exit_code
     return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code,
                        checkpoint=checkpointer.latest)
@@ -218,11 +224,14 @@ class TrainResult:
         return self.step >= self.plan.total_steps
 
 
-def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
-    """Calls `loop` until the plan's last step or a stop request, logging and checkpointing.
+def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy, evaluations=None):
+    """Calls `loop` until the plan's last step or a stop request, logging, checkpointing and evaluating.
 
     `built` is the run's `builders.Training` (model, optimizer, plan);
-    returns `(step, last metrics)`.
+    `evaluations` its `periodic.PeriodicEvaluations` (`None`: none). A
+    checkpoint is saved at every evaluation step before the evaluation, and
+    an evaluation step without results (a stop cut it short) is evaluated
+    first when the run resumes. Returns `(step, last metrics)`.
     """
     t, model, optimizer, run_plan = config.training, built.model, built.optimizer, built.plan
     step = last_saved = start = int(optimizer.iterations.numpy())
@@ -244,10 +253,20 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
 
     alarm = collapse.CollapseAlarm(config.model.projection_dim, t.get("collapse_alarm", 0.1),
                                    t.get("collapse_patience", 3))
+    started = time.perf_counter()
+
+    def evaluate():
+        evaluations.evaluate(step, should_stop=lambda: stop.requested)
+        log.start(step)  # the next images/s leaves the evaluation out
+
     log.start(step)
+    if evaluations and evaluations.pending(step):  # cut short before the stop that ended the last run
+        evaluate()
     while step < run_plan.total_steps and not (cluster_stopped if cluster else stop.requested):
-        # Loop boundaries fall on multiples of the log/checkpoint intervals.
+        # Loop boundaries fall on multiples of the log/checkpoint/evaluation intervals.
         next_stop = min(run_plan.total_steps, (step // t.steps_per_loop + 1) * t.steps_per_loop)
+        if evaluations:
+            next_stop = min(next_stop, evaluations.next_step(step))
         try:
             outputs = loop(iterator, tf.constant(next_stop - step))
         except tf.errors.InvalidArgumentError as e:
@@ -279,10 +298,15 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy):
                     last_saved = save()
                     raise collapse.CollapseError(f"{alarm_line} Stopped at step {step}, checkpoint saved "
                                                  "(training.stop_on_collapse).")
-        if step - last_saved >= t.checkpoint_every_steps:
+        evaluation_step = evaluations is not None and evaluations.due(step)
+        if step - last_saved >= t.checkpoint_every_steps or (evaluation_step and step != last_saved):
             last_saved = save()
+        if evaluation_step and not stop.requested:
+            evaluate()
     if step != last_saved:
         last_saved = save()
+    if evaluations and evaluations.count:
+        log.print_fn(evaluations.summary(time.perf_counter() - started))
     if stop.requested:
         log.print_fn(f"Stopped at step {step} ({stop.reason}); {_saved_state(checkpointer.latest, step)}. "
                      "Run the same command to resume.")

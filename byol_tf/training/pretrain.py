@@ -44,7 +44,7 @@ def run(config, workdir, tpu=None, print_fn=print):
     protocols = schema.at_end_protocols(config)
     strategy = distribute.get_strategy(tpu)
     with distribute.start_together(strategy):  # a check failing on one worker stops every worker
-        if protocols:  # a missing evaluation split fails now, not after days of training
+        if protocols or schema.periodic_protocols(config):  # a missing evaluation split fails now, not in days
             checks.check_split(config.data, config.data.train_split)  # the training data's errors first
             eval_data = schema.eval_data(config, config)
             for split in (eval_data.train_split, eval_data.eval_split):

@@ -53,6 +53,14 @@ class Progress:
     def start(self, step):
         self._last_time, self._last_step = time.perf_counter(), step
 
+    def scalars(self, step, values):
+        """Writes `{tag: float}` to TensorBoard at `step` (nothing on a non-chief worker)."""
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for name, value in values.items():
+                    tf.summary.scalar(name, value)
+            self.writer.flush()
+
     def log(self, step, metrics):
         """Logs `metrics` (python floats) at `step`; returns images/sec."""
         now = time.perf_counter()
@@ -60,11 +68,7 @@ class Progress:
         images_per_second = (step - self._last_step) * self.global_batch_size / elapsed
         self._last_time, self._last_step = now, step
         metrics = dict(metrics, images_per_second=images_per_second)
-        if self.writer is not None:
-            with self.writer.as_default(step=step):
-                for name, value in metrics.items():
-                    tf.summary.scalar(name, value)
-            self.writer.flush()
+        self.scalars(step, metrics)
         eta = (self.total_steps - step) * self.global_batch_size / max(images_per_second, 1e-9)
         parts = [f"step {step}/{self.total_steps}", f"loss {metrics['loss']:.4f}"]
         if "probe_accuracy" in metrics and not math.isnan(metrics["probe_accuracy"]):
