@@ -3,6 +3,9 @@
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -100,3 +103,40 @@ def test_knn_protocol_on_mocked_tfds(tmp_path):
     assert result["dataset"] == "cifar10" and result["variant"] == "majority"
     assert result["train_examples"] == 20 and result["eval_examples"] == 24 and result["num_classes"] == 10
     assert json.load(open(tmp_path / "knn.json"))["top5"] == result["top5"]
+
+
+_TWO_REPLICA_KNN = textwrap.dedent(
+    """
+    import json
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from byol_tf.evaluation import knn
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(230, 12)).astype(np.float32)
+    test = rng.normal(size=(57, 12)).astype(np.float32)
+    out = {}
+    # Uneven last chunk (230 = 4 x 50 + 30), query batches not a multiple of the replicas.
+    for name, s in (("one", None), ("two", strategy)):
+        similarity, index = knn.nearest_neighbours(train, test, 9, query_batch_size=15, train_chunk_size=50,
+                                                   strategy=s)
+        out[name] = [similarity.tolist(), index.tolist()]
+    similarity, index = knn.nearest_neighbours(train, test, 500, query_batch_size=15, train_chunk_size=50,
+                                               strategy=strategy)  # k above the bank: every row
+    out["all"] = [list(similarity.shape), index[0].tolist()]
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_nearest_neighbours_on_two_replicas_equal_one_device():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _TWO_REPLICA_KNN], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads([x for x in done.stdout.splitlines() if x.startswith("RESULT")][0][len("RESULT"):])
+    np.testing.assert_array_equal(out["two"][1], out["one"][1])
+    np.testing.assert_allclose(out["two"][0], out["one"][0], rtol=1e-6)
+    assert np.shape(out["one"][1]) == (57, 9)
+    assert out["all"][0] == [57, 230] and sorted(out["all"][1]) == list(range(230))
