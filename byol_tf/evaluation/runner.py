@@ -22,6 +22,7 @@ from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import linear
 from byol_tf.evaluation import results
+from byol_tf.evaluation import summaries
 from byol_tf.evaluation import finetune
 
 # Every protocol named in `schema.PROTOCOLS`: `run(context, config, verbose, callbacks) -> result dict`.
@@ -36,6 +37,9 @@ def run_protocol(protocol, context, config, output=None, print_fn=print, verbose
         context: an `evaluation.context.Context`.
         config: a config; its `evals` section and `seed` are used.
         output: JSON path. Defaults to `<workdir>/eval/<protocol>.json`.
+            The result also goes to TensorBoard: scalars `eval/<stem>_top1`,
+            `_top5`, `_seconds` in the file's folder, at the checkpoint step
+            (`summaries.write_result`).
         print_fn: printer of the progress line and table. Defaults to `print`.
         verbose: `Model.fit` verbosity (linear, finetune). Defaults to `0`.
         callbacks: more Keras callbacks of `Model.fit` (e.g. progress lines).
@@ -59,6 +63,7 @@ def run_protocol(protocol, context, config, output=None, print_fn=print, verbose
     backup = keras.callbacks.BackupAndRestore(os.path.splitext(path)[0] + ".backup")
     result = PROTOCOL_FNS[protocol](context, config, verbose, [backup, *callbacks])
     path = results.write(result, path)
+    summaries.write_result(os.path.dirname(path) or ".", os.path.splitext(os.path.basename(path))[0], result)
     print_fn(results.format_table([result]))
     print_fn(f"Wrote {path}")
     return dict(result, output=path)
