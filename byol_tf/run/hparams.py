@@ -161,7 +161,7 @@ def differing_keys(configs):
     """The dotted keys whose values are not the same in all of `configs` (present in some only counts)."""
     flats = [flatten(c) for c in configs]
     keys = sorted(set().union(*flats))
-    return [k for k in keys if len({f.get(k) for f in flats}) > 1  # flattened values are never None]
+    return [k for k in keys if len({f.get(k) for f in flats}) > 1]  # a flattened value is never None
 
 
 def record_experiment(root, configs_by_name):
