@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import backend_context
 from tensorboard.plugins.hparams import get_experiment
 from tensorboard.plugins.hparams import list_session_groups
+from tensorboard.plugins.hparams import metadata
 
 from byol_tf.evaluation import summaries
 from byol_tf.run import hparams
@@ -20,7 +21,8 @@ from helpers.configs import tiny_config
 
 
 def _dashboard(logdir):
-    """`(experiment, {session group: group})` as the HParams dashboard gets them for `tensorboard --logdir`."""
+    """`(experiment, {session group: group}, runs with an experiment summary)` as the HParams dashboard
+    gets them for `tensorboard --logdir` (TensorBoard uses any one of the experiment summaries it finds)."""
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
@@ -32,7 +34,9 @@ def _dashboard(logdir):
     request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100,
                                                allowed_statuses=list(api_pb2.Status.values()))
     groups = list_session_groups.Handler(request_context, backend, "", request).run().session_groups
-    return experiment, {g.name: g for g in groups}
+    summaries_by_run = backend.hparams_metadata(request_context, "")
+    experiments = sorted(run for run, tags in summaries_by_run.items() if metadata.EXPERIMENT_TAG in tags)
+    return experiment, {g.name: g for g in groups}, experiments
 
 
 def _values(group):
@@ -73,7 +77,8 @@ def test_a_run_is_a_session_with_its_metrics(tmp_path):
     _write_scalars(os.path.join(workdir, "train"), 20, loss=2.0, embedding_std=0.06, eval__knn_top1=0.375)
     summaries.write_result(os.path.join(workdir, "eval"), "knn", {"checkpoint_step": 20, "top1": 0.5, "top5": 0.9})
 
-    experiment, groups = _dashboard(str(tmp_path / "runs"))
+    experiment, groups, experiments = _dashboard(str(tmp_path / "runs"))
+    assert experiments == ["quick"]
     assert sorted(h.name for h in experiment.hparam_infos) == sorted(hparams.KEY_HPARAMS)
     assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
         ("eval", "eval/linear_top1"), ("eval", "eval/knn_top1"), ("eval", "eval/finetune_top1"),
@@ -102,7 +107,7 @@ def test_recording_again_replaces_the_record_and_keeps_its_keys(tmp_path):
     files = glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
     assert len(files) == 1 and files != first
     assert hparams.recorded(workdir) == pytest.approx(again)
-    _, groups = _dashboard(str(tmp_path))
+    _, groups, _ = _dashboard(str(tmp_path))
     assert _values(groups["run"])["training.max_steps"] == 40 and len(groups["run"].sessions) == 1
     assert groups["run"].sessions[0].start_time_secs == start
 
@@ -116,13 +121,16 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     no_predictor.model.use_predictor = False
     no_predictor.optimizer.lr_multipliers = {"predictor": 10.0}
     configs = {"base_s0": base, "lr2_s0": lr2, "no_predictor_s0": no_predictor}
+    hparams.record_run(os.path.join(root, "base_s0"), base)  # a run recorded alone before, its own experiment
     keys = hparams.record_experiment(root, configs)
     assert keys == [*hparams.KEY_HPARAMS, "optimizer.lr_multipliers.predictor"]
     for name, config in configs.items():  # each run's own call (byol_tf.train) keeps the sweep's keys
         _write_scalars(os.path.join(root, name, "train"), 5, loss=float(len(name)))
         hparams.record_run(os.path.join(root, name), config)
 
-    experiment, groups = _dashboard(root)
+    experiment, groups, experiments = _dashboard(root)
+    assert experiments == ["."]  # the sweep's, the only one
+    assert hparams.is_experiment(root) and not hparams.is_experiment(os.path.join(root, "lr2_s0"))
     infos = {h.name: h for h in experiment.hparam_infos}
     assert sorted(infos) == sorted(keys)
     domain = lambda name: [getattr(v, v.WhichOneof("kind")) for v in infos[name].domain_discrete.values]

@@ -4,9 +4,10 @@
 config values (`KEY_HPARAMS`, flattened to bool / int / float / str) and an
 experiment summary listing them with `METRICS`, both in the run's root log
 dir (`<workdir>/events.out.tfevents.*.hparams`). `record_experiment(root,
-configs)` does the same for a sweep folder: one experiment at `root` whose
-hyper-parameters are `KEY_HPARAMS` plus every key on which the variants
-differ, and one session per variant run `root/<name>`.
+configs)` does the same for a sweep folder: one experiment summary at `root`
+whose hyper-parameters are `KEY_HPARAMS` plus every key on which the variants
+differ, and one session per variant run `root/<name>` (which then writes no
+experiment summary of its own: TensorBoard uses just one of those it finds).
 
 HParams finds a session's metrics in its sub-runs (group = folder relative to
 the session): `train` holds the loss, the embedding std and the periodic kNN,
@@ -16,9 +17,9 @@ TensorBoard at the folder that holds the runs, which gives each run a name:
     tensorboard --logdir=runs            # runs/quickstart, runs/other, ...
     tensorboard --logdir=/tmp/sweep      # a sweep's variants side by side
 
-(with `--logdir` the run itself, the session is the run `.`, and HParams looks
-its metrics up under `./train`, which TensorBoard calls `train`: the values
-are there, the metric columns stay empty.)
+(With `--logdir` the run itself, the session is the run `.`: HParams looks
+its metrics up under `./train`, which TensorBoard calls `train`, so the
+hyper-parameters show and the metric columns stay empty.)
 """
 
 import os
@@ -73,17 +74,25 @@ def _files(logdir):
     return tf.io.gfile.glob(os.path.join(logdir, f"events.out.tfevents.*{_SUFFIX}"))
 
 
-def _read_session(logdir):
-    """The `SessionStartInfo` recorded in `logdir` by `record_run`, or `None`."""
+def _read(logdir):
+    """`{tag: plugin content}` of the HParams summaries in `logdir`'s `.hparams` event files."""
+    found = {}
     for path in sorted(_files(logdir)):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == metadata.SESSION_START_INFO_TAG:
-                    return metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
-    return None
+        for record in tf.data.TFRecordDataset(path):
+            for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value:
+                if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
+                    found.setdefault(value.tag, value.metadata.plugin_data.content)
+    return found
+
+
+def _session(found):
+    content = found.get(metadata.SESSION_START_INFO_TAG)
+    return metadata.parse_session_start_info_plugin_data(content) if content is not None else None
 
 
 def _values(session):
+    if session is None:
+        return {}
     return {name: getattr(value, value.WhichOneof("kind")) for name, value in session.hparams.items()}
 
 
@@ -92,8 +101,13 @@ def recorded(workdir):
 
     Numbers come back as floats (TensorBoard stores them so).
     """
-    session = _read_session(workdir)
-    return _values(session) if session is not None else {}
+    return _values(_session(_read(workdir)))
+
+
+def is_experiment(folder):
+    """Whether `folder` holds a `record_experiment` summary (it is a sweep's folder)."""
+    found = _read(folder)
+    return metadata.EXPERIMENT_TAG in found and metadata.SESSION_START_INFO_TAG not in found
 
 
 def _replace(logdir, write):
@@ -115,11 +129,13 @@ def record_run(workdir, config, extra_keys=()):
 
     Writes into `workdir` (the run's root log dir) a session summary
     (`hp.hparams`) and an experiment summary (`hp.hparams_config`) with these
-    keys and `METRICS`, so that a run alone is a complete experiment. Safe
-    to call again, e.g. on every resume: a key recorded before stays
-    recorded (a sweep's variant keys survive the run's own call), its value
-    taken from `config`; the start time stays the first one; nothing is
-    written when nothing changed, otherwise the new record replaces the old.
+    keys and `METRICS`, so that a run alone is a complete experiment; a run
+    inside a sweep's folder (`is_experiment` of the folder above) gets no
+    experiment summary of its own: the sweep's describes it. Safe to call
+    again, e.g. on every resume: a key recorded before stays recorded (a
+    sweep's variant keys survive the run's own call), its value taken from
+    `config`; the start time stays the first one; nothing is written when
+    nothing changed, otherwise the new record replaces the old.
 
     Args:
         workdir: the run directory.
@@ -130,19 +146,22 @@ def record_run(workdir, config, extra_keys=()):
     Returns:
         The recorded `{key: value}`.
     """
-    previous = _read_session(workdir)
-    before = _values(previous) if previous is not None else {}
+    found = _read(workdir)
+    previous = _session(found)
+    before = _values(previous)
     flat = flatten(config)
     keys = dict.fromkeys([*KEY_HPARAMS, *extra_keys, *sorted(before)])
     values = {key: flat[key] for key in keys if key in flat}
-    if previous is not None and before == values:
+    workdir = workdir.rstrip("/")
+    own_experiment = not is_experiment(os.path.dirname(workdir) or ".")
+    if previous is not None and before == values and (metadata.EXPERIMENT_TAG in found) == own_experiment:
         return values
     start = previous.start_time_secs if previous else time.time()
-    trial = os.path.basename(os.path.normpath(workdir))
 
     def write():
-        hp.hparams_config([hp.HParam(key) for key in values], list(METRICS))  # no domains: see record_experiment
-        hp.hparams(values, trial_id=trial, start_time_secs=start)
+        if own_experiment:  # no domains: see record_experiment
+            hp.hparams_config([hp.HParam(key) for key in values], list(METRICS))
+        hp.hparams(values, trial_id=os.path.basename(workdir), start_time_secs=start)
 
     _replace(workdir, write)
     return values
@@ -173,9 +192,10 @@ def record_experiment(root, configs_by_name):
     `record_run(root/<name>, config, extra_keys=<the differing keys>)`.
     Writing it again (e.g. with more variants) replaces the record.
 
-    Only the experiment at `root` has domains: TensorBoard uses one
-    experiment summary of all it finds, and a run's own (`record_run`) may be
-    the one; a one-value domain there would filter the other runs out.
+    Only this experiment summary has domains. TensorBoard uses one
+    experiment summary of all it finds under its `--logdir` (any one), so
+    the runs of a sweep write none (`record_run`), and a single run's has no
+    domains: a one-value domain would filter the other runs out.
 
     Args:
         root: the sweep folder.
