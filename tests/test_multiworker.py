@@ -18,9 +18,11 @@ import pytest
 import tensorflow as tf
 
 from byol_tf.data import pipeline
+from byol_tf.evaluation import runner
 from byol_tf.data import sources
 from byol_tf.run import checkpoints
 from byol_tf.run import directory
+from byol_tf.training import periodic
 from byol_tf.training import progress
 from helpers import scripts
 from helpers.configs import tiny_config
@@ -281,6 +283,28 @@ def test_only_the_chief_evaluates_at_the_end_of_a_cluster_run(tmp_path):
     assert [r["evaluations"] for r in _results(tmp_path, "run")] == [["knn"], []]
     assert os.listdir(tmp_path / "run" / "eval") == ["knn.json"]
     assert "knn" in done[0][1] and done[1][1] == ""  # the table on the chief only
+
+
+@pytest.mark.slow
+def test_only_the_chief_evaluates_during_a_cluster_run_and_the_workers_wait_for_it(tmp_path):
+    workdir = tmp_path / "run"
+    done = finish(launch(["train", workdir, workdir, 4, "evals.every_steps=2", "evals.knn.k=10"], tmp_path, "run"))
+    assert [code for code, _, _ in done] == [0, 0], [err for _, _, err in done]
+    assert [r["step"] for r in _results(tmp_path, "run")] == [4, 4]
+    history = periodic.read_history(str(workdir), "knn")
+    assert [r["checkpoint_step"] for r in history] == [2, 4]
+    assert [line.split(":")[0] for line in done[0][1].splitlines() if line.startswith("eval ")] == [
+        "eval knn at step 2", "eval knn at step 4"]
+    assert done[1][1] == ""  # the other worker prints nothing and evaluates nothing
+    for a, b in zip(_weights(tmp_path, "run", 0), _weights(tmp_path, "run", 1)):
+        np.testing.assert_array_equal(a, b)  # and trained on with the chief after each evaluation
+    # The chief's numbers are those of byol_tf.evaluate on the same checkpoints.
+    config = tiny_config()
+    config.evals.knn.k = 10
+    for expected in history:
+        got = runner.evaluate_run("knn", str(workdir), config, step=expected["checkpoint_step"],
+                                  output=str(tmp_path / "check.json"), print_fn=lambda s: None)
+        assert (got["top1"], got["top5"]) == (expected["top1"], expected["top5"])
 
 
 @pytest.mark.slow

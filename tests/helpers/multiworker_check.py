@@ -8,7 +8,8 @@ Usage (from tests/, as `helpers.scripts.command` runs it):
         weights after the first step in two_replica_check's layout.
     python -m helpers.multiworker_check train WORKDIR OUT_PREFIX MAX_STEPS [KEY=INT ...]
         Trains `helpers.configs.tiny_config(max_steps=MAX_STEPS)` (with the
-        `config.training` overrides KEY=INT, e.g. restore_step=2) in WORKDIR with
+        `config.training` overrides KEY=INT, e.g. restore_step=2, or SECTION.KEY=INT such as
+        evals.every_steps=2) in WORKDIR with
         `byol_tf.training.loop.run` under `distribute.get_strategy()` (the
         library's choice from TF_CONFIG) and writes OUT_PREFIX-<task>.json (step,
         exit code, chief) and OUT_PREFIX-<task>.npz (the final weights). Exits with the run's code
@@ -70,7 +71,8 @@ def train(workdir, prefix, max_steps, *overrides, evaluate=False):
     strategy = distribute.get_strategy()
     config = tiny_config(max_steps=int(max_steps), log_every_steps=1, steps_per_loop=2)
     for key, value in (o.split("=") for o in overrides):
-        config.training[key] = int(value)
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config.training)[name] = int(value)
     if evaluate:
         config.evals.at_end = "knn"
         config.evals.compare_random_init = False

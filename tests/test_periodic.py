@@ -1,0 +1,142 @@
+"""Evaluations during pretraining (byol_tf/training/periodic.py): schedule, results, resume, equality with evaluate.
+
+The runs are the quickstart's smoke config on the bundled CIFAR-10 sample,
+with kNN every 3 of 6 steps.
+"""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from byol_tf.config import schema
+from byol_tf.evaluation import features
+from byol_tf.evaluation import runner
+from byol_tf.run import directory
+from byol_tf.training import loop
+from byol_tf.training import periodic
+from byol_tf.training import progress
+from helpers.configs import tiny_config
+
+
+def _config(**evals):
+    config = tiny_config(max_steps=6, steps_per_loop=2, log_every_steps=2)
+    config.evals.update(every_steps=3, **evals)
+    config.evals.knn.update(k=10, max_train_examples=400)
+    return config
+
+
+def _steps(workdir, protocol="knn"):
+    return [r["checkpoint_step"] for r in periodic.read_history(str(workdir), protocol)]
+
+
+def test_schedule_multiples_and_the_last_step(tmp_path):
+    config = _config()
+    config.evals.every_steps = 4
+    evaluations = periodic.PeriodicEvaluations(config, str(tmp_path), None, tf.distribute.get_strategy(), 10, None)
+    assert [s for s in range(12) if evaluations.due(s)] == [4, 8, 10]
+    assert [evaluations.next_step(s) for s in (0, 3, 4, 7, 8, 9)] == [4, 4, 8, 8, 10, 10]
+    assert evaluations.pending(4) and not evaluations.pending(5) and not evaluations.pending(0)
+
+
+def test_off_unless_every_steps_and_chief(tmp_path):
+    config = _config()
+    args = (str(tmp_path), None, tf.distribute.get_strategy(), 10, None)
+    assert periodic.PeriodicEvaluations.create(config, *args, chief=False) is None
+    config.evals.every_steps = 0
+    assert periodic.PeriodicEvaluations.create(config, *args) is None
+    assert schema.periodic_protocols(config) == ()
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("during", "finetune", "config.evals.during='finetune': name protocols among 'knn', 'linear'"),
+    ("during", "knn,svm", "config.evals.during='knn,svm'"),
+    ("every_steps", -5, "config.evals.every_steps=-5: must be >= 0"),
+])
+def test_bad_settings_are_config_errors(key, value, match):
+    config = _config()
+    config.evals[key] = value
+    with pytest.raises(schema.ConfigError, match=match):
+        schema.validate(config)
+
+
+def test_periodic_linear_needs_cached_features():
+    config = _config(during="knn,linear")
+    config.evals.linear.cache_features = False  # the augmented protocol: 80 epochs of views
+    with pytest.raises(schema.ConfigError, match="evals.linear.cache_features=False: evaluations during"):
+        schema.validate(config)
+    config.evals.linear.cache_features = True
+    schema.validate(config)
+
+
+def test_results_in_lines_history_tensorboard_and_equal_to_evaluate(tmp_path):
+    config = _config()
+    config.training.precision = "mixed_bfloat16"  # evaluated in float32, as evaluate does
+    lines = []
+    result = loop.run(config, str(tmp_path), print_fn=lines.append)
+    assert result.step == 6
+    assert _steps(tmp_path) == [3, 6]
+    history = periodic.read_history(str(tmp_path), "knn")
+    # A checkpoint of every evaluated step, the newest result where evaluate writes it.
+    assert {3, 6} <= set(directory.checkpoint_steps(str(tmp_path)))
+    with open(directory.eval_path(str(tmp_path), "knn")) as f:
+        assert json.load(f) == history[-1]
+    # Progress lines in order: the evaluation follows its step's line.
+    order = [line.split(":")[0] for line in lines if line.startswith(("step ", "eval "))]
+    assert order.index("eval knn at step 3") < [i for i, s in enumerate(order) if s.startswith("step 4/6")][0]
+    assert any(line.startswith("Evaluations during training (knn every 3 steps): 2 in") for line in lines)
+    # TensorBoard, next to the loss, at the training step.
+    scalars = progress.read_scalars(str(tmp_path))
+    np.testing.assert_array_equal(scalars["eval/knn_top1"][0], [3, 6])
+    np.testing.assert_allclose(scalars["eval/knn_top1"][1], [r["top1"] for r in history], rtol=1e-6)
+    np.testing.assert_allclose(scalars["eval/knn_top5"][1], [r["top5"] for r in history], rtol=1e-6)
+    assert "eval/knn_seconds" in scalars and "loss" in scalars
+    # byol_tf.evaluate on the same checkpoints gives the same numbers.
+    for step, expected in zip((3, 6), history):
+        got = runner.evaluate_run("knn", str(tmp_path), config, step=step, output=str(tmp_path / f"k{step}.json"),
+                                  print_fn=lambda s: None)
+        assert (got["top1"], got["top5"], got["checkpoint_step"]) == (expected["top1"], expected["top5"], step)
+
+
+def test_an_evaluation_cut_short_is_redone_on_resume(tmp_path, monkeypatch):
+    """SIGTERM during the step-3 evaluation; then a finished run whose step-6 evaluation is missing."""
+    config = _config()
+    extract = features.extract_features
+    calls = []
+
+    def sigterm_at_first_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the stop handler sets the flag; should_stop sees it
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract_features", sigterm_at_first_batch)
+    lines = []
+    result = loop.run(config, str(tmp_path), print_fn=lines.append)
+    assert (result.step, result.exit_code) == (3, 128 + signal.SIGTERM)
+    assert _steps(tmp_path) == [] and not os.path.exists(directory.eval_path(str(tmp_path), "knn"))
+    assert directory.checkpoint_steps(str(tmp_path))[-1] == 3
+    assert any(line.startswith("Stopped at step 3 (SIGTERM); checkpoint saved") for line in lines)
+
+    lines = []
+    result = loop.run(config, str(tmp_path), print_fn=lines.append)
+    assert (result.step, result.exit_code) == (6, 0)
+    assert _steps(tmp_path) == [3, 6]
+    evaluated = [line for line in lines if line.startswith(("eval ", "step "))]
+    assert evaluated[0].startswith("eval knn at step 3")  # first, before training on
+
+    # A finished run whose last evaluation is missing (cut short by a kill) only evaluates.
+    history_file = periodic.history_path(str(tmp_path), "knn")
+    with open(history_file) as f:
+        history = json.load(f)
+    history["results"] = history["results"][:1]
+    with open(history_file, "w") as f:
+        json.dump(history, f)
+    lines = []
+    result = loop.run(config, str(tmp_path), print_fn=lines.append)
+    assert result.step == 6 and _steps(tmp_path) == [3, 6]
+    assert [line for line in lines if line.startswith("step ")] == []  # nothing trained
+    assert any(line.startswith("eval knn at step 6") for line in lines)
