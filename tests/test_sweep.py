@@ -5,10 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from byol_tf.data import sources
 from byol_tf.experiments import holdout_split
 from byol_tf.experiments import sweep
+from byol_tf.run import hparams
 from helpers.images import small_tree
 
 CLASSES = ("airplane", "automobile", "cat")
@@ -25,6 +27,44 @@ def test_parse_variant_and_train_command():
                                                             "target.base_decay=0.5"], "/w/x_s1")
     assert command[1:] == ["-m", "byol_tf.train", "--workdir=/w/x_s1", "--config=ablations:tau_1",
                            "--config.evals.at_end=linear,knn", "--config.seed=1", "--config.target.base_decay=0.5"]
+
+
+def test_configs_are_resolved_as_the_train_command_reads_them():
+    config = sweep.resolve_config("small_data", ["seed=1", "config=ablations:tau_1,smoke", "augment.area_range=(0.2,1.0)",
+                                                 "optimizer.lr_multipliers={'predictor': 10.0}"])
+    assert config.seed == 1 and config.target.base_decay == 1.0 and config.training.max_steps == 4  # ablations' smoke
+    assert config.augment.area_range == (0.2, 1.0) and config.optimizer.lr_multipliers.predictor == 10.0
+    assert config.evals.at_end == "linear,knn"
+    with pytest.raises(ValueError, match="base_learnin_rate"):
+        sweep.resolve_config("small_data", ["optimizer.base_learnin_rate=2"])
+    with pytest.raises(ValueError, match="training.max_steps=abc"):
+        sweep.resolve_config("small_data", ["training.max_steps=abc"])
+
+
+def test_a_sweep_records_its_runs_for_hparams_before_running_them(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "sweep")
+    os.makedirs(workdir)
+    started = []
+
+    def fake_run(command, run):  # a finished run whose TensorBoard has one loss
+        started.append((os.path.basename(run), hparams.recorded(run)))
+        writer = tf.summary.create_file_writer(os.path.join(run, "train"))
+        with writer.as_default(step=2):
+            tf.summary.scalar("loss", 1.0)
+            tf.summary.scalar("embedding_std", 0.1)
+        writer.close()
+        return {"seconds": 1.0, "finished": True}
+
+    monkeypatch.setattr(sweep, "run_one", fake_run)
+    with pytest.raises(ValueError, match="flip_prb"):  # a typo stops the sweep before its first run
+        sweep.sweep(workdir, "quickstart:smoke", "", ["base:", "typo: augment.flip_prb=0"], [0])
+    assert not started and not hparams.is_experiment(workdir)
+    sweep.sweep(workdir, "quickstart:smoke", "training.max_steps=3", ["base:", "noflip: augment.flip_prob=0.0"], [0, 1])
+    assert hparams.is_experiment(workdir)
+    assert [name for name, _ in started] == ["base_s0", "base_s1", "noflip_s0", "noflip_s1"]
+    recorded = dict(started)
+    assert recorded["noflip_s1"]["augment.flip_prob"] == 0.0 and recorded["noflip_s1"]["seed"] == 1
+    assert recorded["base_s0"]["augment.flip_prob"] == 0.5 and recorded["base_s0"]["training.max_steps"] == 3
 
 
 def test_table_gives_mean_and_spread_over_seeds():
@@ -50,6 +90,7 @@ def test_a_sweep_runs_a_variant_and_skips_it_once_finished(tmp_path, capfd):
         config = json.load(open(os.path.join(workdir, f"{name}_s0", "config.json")))
         assert config["training"]["max_steps"] == 2 and config["evals"]["linear"]["epochs"] == 1
     assert json.load(open(os.path.join(workdir, "tau1_s0", "config.json")))["target"]["base_decay"] == 1.0
+    assert hparams.is_experiment(workdir) and hparams.recorded(os.path.join(workdir, "tau1_s0"))["target.base_decay"] == 1.0
     assert "| tau1 | 0 |" in open(os.path.join(workdir, "sweep.md")).read()
     capfd.readouterr()
     again = sweep.sweep(workdir, "quickstart:smoke", "evals.linear.epochs=1", variants, [0])

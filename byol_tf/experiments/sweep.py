@@ -15,9 +15,14 @@ hyper-parameters on a held-out split of the training images
 Finished runs are skipped, an interrupted one resumes from its checkpoint
 when the same command is run again. The table (linear and kNN top-1, final
 loss and embedding std from TensorBoard, wall clock) is printed and written
-to `<workdir>/sweep.md` and `<workdir>/sweep.json`.
+to `<workdir>/sweep.md` and `<workdir>/sweep.json`. Every run's config is
+resolved before the first run starts (a bad override stops the sweep at
+once) and recorded for TensorBoard's HParams dashboard: one experiment over
+the keys the variants differ in, one session per run
+(`byol_tf.run.hparams`), so `tensorboard --logdir=/tmp/sweep` compares them.
 """
 
+import collections
 import json
 import os
 import shlex
@@ -28,8 +33,11 @@ import time
 import numpy as np
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
+from byol_tf.config import loading
 from byol_tf.run import directory
+from byol_tf.run import hparams
 from byol_tf.utils import tables
 from byol_tf.training import progress
 
@@ -49,17 +57,40 @@ def parse_variant(spec):
     return name, tokens
 
 
-def train_command(config, overrides, workdir):
-    """The `byol_tf.train` command line of one run (a `config=` override replaces `config`)."""
-    args = [sys.executable, "-m", "byol_tf.train", f"--workdir={workdir}"]
+def _arguments(config, overrides):
+    """`(config, ["key=value", ...])` of one run: a `config=` override replaces `config`."""
     rest = []
     for token in overrides:
         key, _, value = token.partition("=")
         if key == "config":
             config = value
         else:
-            rest.append(f"--config.{key}={value}")
-    return args + [f"--config={config}", "--config.evals.at_end=linear,knn"] + rest
+            rest.append(token)
+    return config, ["evals.at_end=linear,knn", *rest]
+
+
+def train_command(config, overrides, workdir):
+    """The `byol_tf.train` command line of one run (a `config=` override replaces `config`)."""
+    config, tokens = _arguments(config, overrides)
+    return [sys.executable, "-m", "byol_tf.train", f"--workdir={workdir}", f"--config={config}",
+            *(f"--config.{token}" for token in tokens)]
+
+
+def resolve_config(config, overrides):
+    """The config `train_command(config, overrides, ...)` trains, read as `byol_tf.train` reads its flags.
+
+    Raises:
+        ValueError: an unknown config, a key the schema lacks or a bad value.
+    """
+    config, tokens = _arguments(config, overrides)
+    argv = ["sweep", f"--config={loading.resolve(config)}", *(f"--config.{token}" for token in tokens)]
+    parsed = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=parsed, lock_config=True, sys_argv=argv)
+    try:
+        parsed(argv)
+        return parsed.config
+    except (flags.Error, KeyError, AttributeError) as e:
+        raise ValueError(f"--config={config} {' '.join(overrides)}: {' '.join(str(e).split())}") from None
 
 
 def _record(workdir):
@@ -123,16 +154,38 @@ def table(rows):
     return tables.markdown(header, lines)
 
 
-def sweep(workdir, config, common, variants, seeds):
-    """All runs, then the table; returns `{variant: {seed: row}}`."""
-    rows = {}
+Run = collections.namedtuple("Run", "variant seed workdir command config")
+
+
+def plan(workdir, config, common, variants, seeds):
+    """Every run of the sweep, in order: a list of `Run(variant, seed, workdir, command, config)`.
+
+    Every run's config is resolved here, so a bad override stops the sweep
+    before any run (`ValueError`).
+    """
+    runs = []
     for spec in variants:
         name, overrides = parse_variant(spec)
-        rows[name] = {}
         for seed in seeds:
-            run = os.path.join(workdir, f"{name}_s{seed}")
-            command = train_command(config, shlex.split(common) + overrides + [f"seed={seed}"], run)
-            rows[name][str(seed)] = summarize(run, run_one(command, run))
+            run_dir = os.path.join(workdir, f"{name}_s{seed}")
+            tokens = shlex.split(common) + overrides + [f"seed={seed}"]
+            runs.append(Run(name, seed, run_dir, train_command(config, tokens, run_dir),
+                            resolve_config(config, tokens)))
+    return runs
+
+
+def sweep(workdir, config, common, variants, seeds):
+    """All runs, then the table; returns `{variant: {seed: row}}`.
+
+    Before the first run, the sweep is recorded for TensorBoard's HParams
+    dashboard (`byol_tf.run.hparams.record_experiment`): one experiment at
+    `workdir` over the keys the runs differ in, one session per run.
+    """
+    runs = plan(workdir, config, common, variants, seeds)
+    hparams.record_experiment(workdir, {os.path.basename(run.workdir): run.config for run in runs})
+    rows = {}
+    for run in runs:
+        rows.setdefault(run.variant, {})[str(run.seed)] = summarize(run.workdir, run_one(run.command, run.workdir))
     text = table(rows)
     with open(os.path.join(workdir, "sweep.json"), "w") as f:
         json.dump({"config": config, "common": common, "variants": list(variants), "rows": rows}, f, indent=2)
