@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from byol_tf.evaluation import results
+from byol_tf.run import directory
 from byol_tf.training import progress
 
 _PATH = pathlib.Path(__file__).resolve().parent.parent / "tools" / "plot_training.py"
@@ -45,6 +47,45 @@ def test_resumed_runs_keep_the_latest_value_per_step(tmp_path):
     steps, values = progress.read_scalars(str(tmp_path))["loss"]
     np.testing.assert_array_equal(steps, [1, 2, 3, 4])
     assert values[2] == pytest.approx(4.7)
+
+
+def test_evaluations_get_a_panel_of_lines_markers_and_floors(tmp_path, monkeypatch):
+    _write_events(tmp_path, [10, 20])
+    writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+    with writer.as_default():
+        for step, top1 in ((10, 0.25), (20, 0.375)):  # periodic kNN during training
+            tf.summary.scalar("eval/knn_top1", top1, step=step)
+    writer.close()
+    scalars = progress.read_scalars(str(tmp_path))
+    out = str(tmp_path / "plot.png")
+    assert plot_training.EVAL_PANEL not in plot_training.plot({"loss": scalars["loss"]}, out)
+    assert plot_training.plot(scalars, out)[-1] == plot_training.EVAL_PANEL
+
+    result = dict(protocol="knn", variant="temperature", dataset="d", train_split="train", eval_split="test",
+                  train_examples=10, eval_examples=5, num_classes=3, checkpoint_step=20, workdir=str(tmp_path),
+                  top1=0.5, top5=0.9, epochs=0)
+    results.write(result, directory.eval_path(str(tmp_path), "knn"))
+    results.write(dict(result, checkpoint_step=0, top1=0.1, variant="temperature, random init"),
+                  directory.eval_path(str(tmp_path), "knn_random_init"))
+    (tmp_path / "eval" / "notes.json").write_text("[1, 2]")  # not a result: left out
+    found = plot_training.eval_results(str(tmp_path))
+    assert sorted(found) == ["knn", "knn_random_init"]
+
+    drawn = {}
+    original = plot_training._draw_evaluations
+
+    def spy(ax, scalars_, results_):
+        original(ax, scalars_, results_)
+        drawn.update({line.get_label(): line for line in ax.get_lines()})
+
+    monkeypatch.setattr(plot_training, "_draw_evaluations", spy)
+    assert plot_training.main([str(tmp_path), f"--output={out}"]) == 0
+    assert open(out, "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve, marker, floor = drawn["knn (during training)"], drawn["knn (eval/knn.json)"], drawn["knn_random_init"]
+    np.testing.assert_allclose(curve.get_ydata(), [25.0, 37.5])  # percent
+    assert list(marker.get_xdata()) == [20] and list(marker.get_ydata()) == [50.0]
+    assert floor.get_linestyle() == "--" and list(floor.get_ydata()) == [10.0, 10.0]
+    assert curve.get_color() == marker.get_color() == floor.get_color()  # one colour per protocol
 
 
 def test_missing_events_is_a_clear_error(tmp_path):
