@@ -5,6 +5,7 @@ The tool is a script outside the package: it is loaded from its file.
 
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -86,6 +87,14 @@ def test_evaluations_get_a_panel_of_lines_markers_and_floors(tmp_path, monkeypat
     assert list(marker.get_xdata()) == [20] and list(marker.get_ydata()) == [50.0]
     assert floor.get_linestyle() == "--" and list(floor.get_ydata()) == [10.0, 10.0]
     assert curve.get_color() == marker.get_color() == floor.get_color()  # one colour per protocol
+
+
+def test_without_matplotlib_one_line_names_the_extra(tmp_path, monkeypatch, capsys):
+    _write_events(tmp_path, [1])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    assert plot_training.main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: plot_training needs matplotlib: pip install 'byol_tf[plots]'"]
 
 
 def test_missing_events_is_a_clear_error(tmp_path):
