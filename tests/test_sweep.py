@@ -30,7 +30,8 @@ def test_parse_variant_and_train_command():
 
 
 def test_configs_are_resolved_as_the_train_command_reads_them():
-    config = sweep.resolve_config("small_data", ["seed=1", "config=ablations:tau_1,smoke", "augment.area_range=(0.2,1.0)",
+    config = sweep.resolve_config("small_data", ["seed=1", "config=ablations:tau_1,smoke",
+                                                 "augment.area_range=(0.2,1.0)",
                                                  "optimizer.lr_multipliers={'predictor': 10.0}"])
     assert config.seed == 1 and config.target.base_decay == 1.0 and config.training.max_steps == 4  # ablations' smoke
     assert config.augment.area_range == (0.2, 1.0) and config.optimizer.lr_multipliers.predictor == 10.0
@@ -90,7 +91,8 @@ def test_a_sweep_runs_a_variant_and_skips_it_once_finished(tmp_path, capfd):
         config = json.load(open(os.path.join(workdir, f"{name}_s0", "config.json")))
         assert config["training"]["max_steps"] == 2 and config["evals"]["linear"]["epochs"] == 1
     assert json.load(open(os.path.join(workdir, "tau1_s0", "config.json")))["target"]["base_decay"] == 1.0
-    assert hparams.is_experiment(workdir) and hparams.recorded(os.path.join(workdir, "tau1_s0"))["target.base_decay"] == 1.0
+    assert hparams.is_experiment(workdir)
+    assert hparams.recorded(os.path.join(workdir, "tau1_s0"))["target.base_decay"] == 1.0
     assert "| tau1 | 0 |" in open(os.path.join(workdir, "sweep.md")).read()
     capfd.readouterr()
     again = sweep.sweep(workdir, "quickstart:smoke", "evals.linear.epochs=1", variants, [0])
