@@ -110,6 +110,7 @@ def test_help_lists_the_packaged_configs_without_importing_tensorflow(module, tm
 @pytest.mark.parametrize("module, own_flags", [
     ("byol_tf.experiments.few_labels", ("--fractions", "--minutes", "--data_dir", "--workdir")),
     ("byol_tf.benchmarks.benchmark", ("--batch", "--phases", "--phase_timeout", "--precisions")),
+    ("byol_tf.benchmarks.evaluation_cost", ("--every_steps", "--train_examples", "--eval_examples", "--batch")),
 ])
 def test_experiment_and_benchmark_help(module, own_flags, tmp_path):
     done = _python("-m", module, "--help", cwd=tmp_path)

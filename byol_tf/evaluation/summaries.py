@@ -25,6 +25,16 @@ def result_tags(name):
     return {key: f"eval/{name}_{key}" for key in METRICS}
 
 
+def result_scalars(name, result):
+    """`{tag: value}` of `result`'s finite numbers among `METRICS` (see `result_tags`)."""
+    scalars = {}
+    for key, tag in result_tags(name).items():
+        value = result.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            scalars[tag] = float(value)
+    return scalars
+
+
 def write_result(logdir, name, result):
     """Writes `result`'s accuracies (and seconds) as scalars into TensorBoard log dir `logdir`.
 
@@ -39,11 +49,7 @@ def write_result(logdir, name, result):
     Returns:
         `{tag: value}` of the scalars written.
     """
-    written = {}
-    for key, tag in result_tags(name).items():
-        value = result.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            written[tag] = float(value)
+    written = result_scalars(name, result)
     if not written:
         return written
     writer = tf.summary.create_file_writer(logdir)

@@ -17,6 +17,7 @@ from byol_tf.data import pipeline
 from byol_tf.data import sources
 from byol_tf.run import checkpoints
 from byol_tf.run import directory
+from byol_tf.run import hparams
 from byol_tf.run import lock
 from byol_tf.training import collapse
 from byol_tf.training import distribute
@@ -122,6 +123,7 @@ def run(config, workdir, strategy=None, print_fn=None):
                 directory.check_num_classes(workdir, info.num_classes)
             directory.write_config(config, workdir)
             directory.write_num_classes(workdir, info.num_classes)
+            hparams.record_run(workdir, config)  # the run as a session of TensorBoard's HParams dashboard
         return _train(config, workdir, strategy, info, listing, print_fn)
 
 

@@ -33,6 +33,7 @@ from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import features
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
+from byol_tf.evaluation import summaries
 from byol_tf.run import directory
 from byol_tf.training import distribute
 from byol_tf.training import progress
@@ -155,8 +156,7 @@ class PeriodicEvaluations:
                            history_path(self.workdir, protocol), f"the evaluation history of {protocol}")
         results.write(result, directory.eval_path(self.workdir, protocol))
         self._done[protocol].add(step)
-        self.log.scalars(step, {f"eval/{protocol}_top1": result["top1"], f"eval/{protocol}_top5": result["top5"],
-                                f"eval/{protocol}_seconds": result["seconds"]})
+        self.log.scalars(step, summaries.result_scalars(protocol, result))
         self.log.print_fn(f"eval {protocol} at step {step}: top-1 {100 * result['top1']:.1f}% | "
                           f"top-5 {100 * result['top5']:.1f}% | {result['eval_examples']} "
                           f"{self._data.eval_split} images | {result['seconds']:.1f} s")
