@@ -105,6 +105,24 @@ def test_knn_protocol_on_mocked_tfds(tmp_path):
     assert json.load(open(tmp_path / "knn.json"))["top5"] == result["top5"]
 
 
+
+def test_max_eval_examples_scores_the_same_subset_of_the_evaluation_split_every_time(tmp_path, monkeypatch):
+    workdir, _ = shared_run()
+    config = schema.default_config()
+    config.evals.data.update(source="tfds", name="cifar10", data_dir="/nonexistent/tfds", eval_split="test")
+    config.evals.knn.update(k=5, max_train_examples=20, max_eval_examples=9)
+    labels = []
+    scores = knn.knn_scores
+    monkeypatch.setattr(knn, "knn_scores", lambda *a, **k: labels.append(a[2]) or scores(*a, **k))
+    with tfds.testing.mock_data(num_examples=24):
+        first = runner.evaluate_run("knn", workdir, config, output=str(tmp_path / "a.json"), print_fn=len)
+        second = runner.evaluate_run("knn", workdir, config, output=str(tmp_path / "b.json"), print_fn=len)
+    assert first["eval_examples"] == 9 and first["hyperparameters"]["max_eval_examples"] == 9
+    assert (first["top1"], first["top5"]) == (second["top1"], second["top5"])
+    np.testing.assert_array_equal(labels[0], labels[1])  # the same 9 images (their features)
+    assert labels[0].shape[0] == 9
+
+
 _TWO_REPLICA_KNN = textwrap.dedent(
     """
     import json

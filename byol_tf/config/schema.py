@@ -204,6 +204,7 @@ def default_config():
             temperature=0.07,
             weighting="temperature",  # temperature | majority
             max_train_examples=0,  # > 0 caps the training feature bank (a random subset)
+            max_eval_examples=0,  # > 0 scores a seeded random subset of the evaluation split (cheaper monitoring)
             query_batch_size=256,
             train_chunk_size=65_536,
         ),
@@ -286,7 +287,8 @@ _AT_LEAST = {
     "evals.linear.batch_size": 1, "evals.linear.weight_decay": 0, "evals.linear.max_train_examples": 0,
     "evals.linear.holdout_examples": 0, "evals.linear.subset_seed": 0, "evals.finetune.batch_size": 1,
     "evals.finetune.weight_decay": 0, "evals.finetune.subset_seed": 0, "evals.knn.k": 1,
-    "evals.knn.max_train_examples": 0, "evals.knn.query_batch_size": 1, "evals.knn.train_chunk_size": 1,
+    "evals.knn.max_train_examples": 0, "evals.knn.max_eval_examples": 0, "evals.knn.query_batch_size": 1,
+    "evals.knn.train_chunk_size": 1,
 }
 # Fractions and decay rates, in [0, 1].
 _IN_UNIT_INTERVAL = ("model.bn_momentum", "optimizer.momentum", "target.base_decay", "evals.linear.momentum",

@@ -165,7 +165,7 @@ def run(context, config, verbose=0, callbacks=None):
     info = labelled.labelled_examples(data, data.train_split)[1]
     num_classes = labelled.num_classes(info)
     x_train, y_train = context.split_features(data.train_split, knn.max_train_examples, config.seed)
-    x_test, y_test = context.split_features(data.eval_split)
+    x_test, y_test = context.split_features(data.eval_split, knn.get("max_eval_examples", 0), config.seed)
     k = min(knn.k, len(y_train))
     if k < knn.k:
         logging.warning("evals.knn.k=%d is more than the %d training examples: using k=%d.", knn.k, len(y_train), k)
