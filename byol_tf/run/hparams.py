@@ -186,8 +186,9 @@ def differing_keys(configs):
 def record_experiment(root, configs_by_name):
     """Records a sweep: one HParams experiment at `root`, one session per run `root/<name>`.
 
-    The experiment's hyper-parameters are `KEY_HPARAMS` plus every key whose
-    value differs between the configs, each with the discrete domain of
+    The experiment's hyper-parameters are every key whose value differs
+    between the configs (listed first: the dashboard shows the first few
+    columns by default) and `KEY_HPARAMS`, each with the discrete domain of
     the values seen; its metrics are `METRICS`. Every run gets
     `record_run(root/<name>, config, extra_keys=<the differing keys>)`.
     Writing it again (e.g. with more variants) replaces the record.
@@ -205,8 +206,10 @@ def record_experiment(root, configs_by_name):
         The experiment's hyper-parameter keys.
     """
     flats = {name: flatten(config) for name, config in configs_by_name.items()}
-    extra = [k for k in differing_keys(configs_by_name.values()) if k not in KEY_HPARAMS]
-    keys = [*KEY_HPARAMS, *extra]
+    differing = differing_keys(configs_by_name.values())
+    extra = [k for k in differing if k not in KEY_HPARAMS]
+    # The differing keys first: the dashboard shows the first few columns by default.
+    keys = [*differing, *(k for k in KEY_HPARAMS if k not in differing)]
     hparams = [hp.HParam(k, _domain([f[k] for f in flats.values() if k in f])) for k in keys]
     _replace(root, lambda: hp.hparams_config(hparams, list(METRICS)))
     for name, config in configs_by_name.items():
