@@ -135,6 +135,9 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     assert hparams.is_experiment(root) and not hparams.is_experiment(os.path.join(root, "lr2_s0"))
     infos = {h.name: h for h in experiment.hparam_infos}
     assert sorted(infos) == sorted(keys)
+    # Marked as differing, so the dashboard lists (and by default shows) them first.
+    assert [h.name for h in experiment.hparam_infos][:3] == differing
+    assert {name for name, info in infos.items() if info.differs} == set(differing)
     domain = lambda name: [getattr(v, v.WhichOneof("kind")) for v in infos[name].domain_discrete.values]
     assert domain("optimizer.base_learning_rate") == [base.optimizer.base_learning_rate, 2.0]
     assert domain("model.use_predictor") == [False, True]

@@ -167,13 +167,26 @@ def record_run(workdir, config, extra_keys=()):
     return values
 
 
-def _domain(values):
+class _Differing(hp.Discrete):
+    """A discrete domain whose values differ between the runs, marked so (`HParamInfo.differs`).
+
+    TensorBoard lists such hyper-parameters first, and its dashboard shows
+    the first few by default; without the mark it sorts them by name.
+    """
+
+    def update_hparam_info(self, hparam_info):
+        super().update_hparam_info(hparam_info)
+        hparam_info.differs = True
+
+
+def _domain(values, differs=False):
     """A discrete domain of `values` when they are all of one kind (bool, number or str); else `None`."""
     kinds = {bool if isinstance(v, bool) else str if isinstance(v, str) else float for v in values}
     if len(kinds) != 1:
         return None
     kind = kinds.pop()
-    return hp.Discrete(sorted({kind(v) for v in values}))
+    values = sorted({kind(v) for v in values})
+    return _Differing(values) if differs else hp.Discrete(values)
 
 
 def differing_keys(configs):
@@ -187,9 +200,9 @@ def record_experiment(root, configs_by_name):
     """Records a sweep: one HParams experiment at `root`, one session per run `root/<name>`.
 
     The experiment's hyper-parameters are every key whose value differs
-    between the configs (listed first: the dashboard shows the first few
-    columns by default) and `KEY_HPARAMS`, each with the discrete domain of
-    the values seen; its metrics are `METRICS`. Every run gets
+    between the configs and `KEY_HPARAMS`, each with the discrete domain of
+    the values seen (a differing key's marked as such, so the dashboard
+    shows it first); its metrics are `METRICS`. Every run gets
     `record_run(root/<name>, config, extra_keys=<the differing keys>)`.
     Writing it again (e.g. with more variants) replaces the record.
 
@@ -208,9 +221,8 @@ def record_experiment(root, configs_by_name):
     flats = {name: flatten(config) for name, config in configs_by_name.items()}
     differing = differing_keys(configs_by_name.values())
     extra = [k for k in differing if k not in KEY_HPARAMS]
-    # The differing keys first: the dashboard shows the first few columns by default.
     keys = [*differing, *(k for k in KEY_HPARAMS if k not in differing)]
-    hparams = [hp.HParam(k, _domain([f[k] for f in flats.values() if k in f])) for k in keys]
+    hparams = [hp.HParam(k, _domain([f[k] for f in flats.values() if k in f], k in differing)) for k in keys]
     _replace(root, lambda: hp.hparams_config(hparams, list(METRICS)))
     for name, config in configs_by_name.items():
         record_run(os.path.join(root, name), config, extra_keys=extra)
