@@ -2,12 +2,15 @@
 
 import math
 
+import pytest
+
 from byol_tf.benchmarks import evaluation_cost
 from byol_tf.benchmarks import flops
 from byol_tf.byol import builders
 from helpers.configs import tiny_config
 
 
+@pytest.mark.slow  # builds and times a model: ~30 s
 def test_report_adds_up(capsys):
     config = tiny_config()
     r = evaluation_cost.measure(config, every_steps=10, train_examples=300, eval_examples=100, steps=1, repeats=1,
