@@ -9,7 +9,7 @@ from byol_tf.config import schema
 from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
-from helpers.runs import STEP, shared_run, tree_config
+from helpers.runs import STEP, knn_context_beside, shared_run, tree_config
 
 
 def test_every_protocol_of_the_schema_has_a_runner():
@@ -26,11 +26,7 @@ def test_unknown_protocol_and_missing_run_are_user_errors(tmp_path):
 
 
 def test_result_goes_to_the_protocol_file_and_is_printed(tmp_path):
-    workdir, tree = shared_run()
-    config = tree_config(tree)
-    config.evals.knn.k = 5
-    ctx = context.from_run(workdir, config)
-    ctx.workdir = str(tmp_path)  # write beside a copy, not into the shared run
+    ctx, config = knn_context_beside(tmp_path)
     printed = []
     result = runner.run_protocol("knn", ctx, config, print_fn=printed.append)
     assert result["output"] == os.path.join(str(tmp_path), "eval", "knn.json")

@@ -7,11 +7,10 @@ import os
 import pytest
 import tensorflow as tf
 
-from byol_tf.evaluation import context
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
 from byol_tf.evaluation import summaries
-from helpers.runs import STEP, shared_run, tree_config
+from helpers.runs import STEP, knn_context_beside
 
 
 def _scalars(logdir):
@@ -39,11 +38,7 @@ def test_result_tags_and_values_at_the_checkpoint_step(tmp_path):
 
 
 def test_run_protocol_writes_the_result_into_the_eval_run(tmp_path):
-    workdir, tree = shared_run()
-    config = tree_config(tree)
-    config.evals.knn.k = 5
-    ctx = context.from_run(workdir, config)
-    ctx.workdir = str(tmp_path)  # write beside a copy, not into the shared run
+    ctx, config = knn_context_beside(tmp_path)
     result = runner.run_protocol("knn", ctx, config, print_fn=lambda *a: None)
     written = results.read(result["output"])
     scalars = _scalars(os.path.join(str(tmp_path), "eval"))

@@ -56,3 +56,16 @@ def tree_config(tree, base=None):
     config.evals.data.update(source="folder", data_dir=tree, name="sample3", train_split="train",
                              eval_split="test")
     return config
+
+
+def knn_context_beside(workdir):
+    """`(context, config)`: the shared run's encoder with kNN (k = 5) on the tree, results written into `workdir`."""
+    # pylint: disable=import-outside-toplevel
+    from byol_tf.evaluation import context as context_lib
+
+    run, tree = shared_run()
+    config = tree_config(tree)
+    config.evals.knn.k = 5
+    context = context_lib.from_run(run, config)
+    context.workdir = str(workdir)  # write beside a copy, not into the shared run
+    return context, config
