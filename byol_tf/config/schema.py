@@ -232,8 +232,10 @@ def smoke(config):
     """Shrinks `config` to a seconds-long run of the same code paths; returns it.
 
     A ResNet-18 x0.25 with small heads on 32-pixel images of the bundled
-    sample, float32, 4 steps of 16 in deterministic mode, and evaluation
-    protocols of an epoch or two. What the config chose otherwise (views,
+    sample, float32, 4 steps of 16 in deterministic mode, evaluation
+    protocols of an epoch or two, and none during pretraining
+    (`evals.every_steps=0`; a test turns them on by override). What the
+    config chose otherwise (views,
     optimizer, schedules, which protocols run at the end) is kept.
     """
     config.model.update(depth=18, width_multiplier=0.25, stem="small", projector_hidden_dim=64,
@@ -243,7 +245,7 @@ def smoke(config):
                        shuffle_buffer=2000, deterministic=True)
     config.training.update(precision="float32", batch_size=16, max_steps=4, steps_per_loop=2,
                            log_every_steps=2, checkpoint_every_steps=1000)
-    config.evals.update(batch_size=256)
+    config.evals.update(batch_size=256, every_steps=0)
     config.evals.data.update(source="", name="", data_dir="", train_split="", eval_split="",
                              eval_crop_fraction=0.0)
     config.evals.linear.update(epochs=2, batch_size=64, holdout_examples=0)
