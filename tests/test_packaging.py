@@ -161,6 +161,7 @@ def test_the_wheel_installs_and_trains_from_another_directory(tmp_path):
     isolation = ["--no-build-isolation"] if _builds_wheels_offline() else []
     built = _python("-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(wheels), str(source), cwd=tmp_path)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "would be ignored" not in built.stdout + built.stderr  # setuptools' data-folder warning
     (wheel,) = wheels.glob("byol_tf-*.whl")
 
     venv = tmp_path / "venv"
