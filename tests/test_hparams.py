@@ -116,7 +116,7 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     root = str(tmp_path / "sweep")
     base = tiny_config()
     lr2 = tiny_config()
-    lr2.optimizer.base_learning_rate = 2.0
+    lr2.optimizer.base_learning_rate = 2 * base.optimizer.base_learning_rate
     no_predictor = tiny_config()
     no_predictor.model.use_predictor = False
     no_predictor.optimizer.lr_multipliers = {"predictor": 10.0}
@@ -139,13 +139,13 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     assert [h.name for h in experiment.hparam_infos][:3] == differing
     assert {name for name, info in infos.items() if info.differs} == set(differing)
     domain = lambda name: [getattr(v, v.WhichOneof("kind")) for v in infos[name].domain_discrete.values]
-    assert domain("optimizer.base_learning_rate") == [base.optimizer.base_learning_rate, 2.0]
+    assert domain("optimizer.base_learning_rate") == [base.optimizer.base_learning_rate, lr2.optimizer.base_learning_rate]
     assert domain("model.use_predictor") == [False, True]
     assert domain("optimizer.lr_multipliers.predictor") == [10.0]
     assert domain("seed") == [0] and infos["seed"].type == api_pb2.DATA_TYPE_FLOAT64
     assert domain("model.norm") == [base.model.norm] and infos["model.norm"].type == api_pb2.DATA_TYPE_STRING
     assert sorted(groups) == sorted(configs)
-    assert _values(groups["lr2_s0"])["optimizer.base_learning_rate"] == 2.0
+    assert _values(groups["lr2_s0"])["optimizer.base_learning_rate"] == lr2.optimizer.base_learning_rate
     assert _values(groups["no_predictor_s0"])["model.use_predictor"] is False
     assert _values(groups["no_predictor_s0"])["optimizer.lr_multipliers.predictor"] == 10.0
     assert "optimizer.lr_multipliers.predictor" not in _values(groups["base_s0"])
