@@ -58,6 +58,7 @@ def _train(name, tmp_path):
     return result.model
 
 
+@pytest.mark.slow  # about 30 s: two short runs
 def test_tau_1_keeps_the_random_target_and_tau_0_copies_the_online_network(tmp_path):
     fixed = _train("tau_1", tmp_path)
     fresh = _train("tau_1", tmp_path / "again")  # same seed: the same initial weights

@@ -70,6 +70,7 @@ def test_byol_flops_formula_and_projection():
     assert all(_positive(r["images_per_sec"]) for r in rows)
 
 
+@pytest.mark.slow  # about 17 s: a whole benchmark report
 def test_run_benchmark_report_fields():
     config = _tiny_config()
     # One precision keeps the test short; both go through the same code.

@@ -33,6 +33,7 @@ def test_evaluate_entry_point_overrides_and_errors(tmp_path):
     assert typo.returncode == 2 and "label_fractoin" in typo.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # about 19 s: evaluate commands in subprocesses
 def test_without_config_the_runs_own_evals_are_used_and_overridden(tmp_path):
     # A copy of the shared random run whose config.json evaluates kNN (k=5, temperature 0.1) on a
     # 30 + 15 image tree: none of these values is a default of the packaged configs.

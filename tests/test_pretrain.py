@@ -42,6 +42,7 @@ def test_run_evaluates_the_final_checkpoint_with_the_standalone_protocols(tmp_pa
     assert not np.allclose(random_ctx.split_features(ctx.data.eval_split)[0], x_test, atol=1e-3)
 
 
+@pytest.mark.slow  # about 17 s: a run with its end-of-run evaluation
 def test_run_without_random_baseline_writes_one_file(tmp_path):
     config = tiny_config(max_steps=2)
     config.evals.update(at_end="linear", compare_random_init=False)
