@@ -49,6 +49,7 @@ class Progress:
         self.writer = tf.summary.create_file_writer(directory.train_dir(workdir)) if chief else None
         self._last_time = None
         self._last_step = None
+        self._started_up = False  # the first interval includes tracing, compilation and filling caches
 
     def start(self, step):
         self._last_time, self._last_step = time.perf_counter(), step
@@ -62,14 +63,17 @@ class Progress:
             self.writer.flush()
 
     def log(self, step, metrics):
-        """Logs `metrics` (python floats) at `step`; returns images/sec."""
+        """Logs `metrics` (python floats) at `step`; returns images/sec.
+
+        The first line has no ETA: its interval includes tracing,
+        compilation and filling the input caches, so it says "incl. start-up".
+        """
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         images_per_second = (step - self._last_step) * self.global_batch_size / elapsed
         self._last_time, self._last_step = now, step
         metrics = dict(metrics, images_per_second=images_per_second)
         self.scalars(step, metrics)
-        eta = (self.total_steps - step) * self.global_batch_size / max(images_per_second, 1e-9)
         parts = [f"step {step}/{self.total_steps}", f"loss {metrics['loss']:.4f}"]
         if "probe_accuracy" in metrics and not math.isnan(metrics["probe_accuracy"]):
             parts.append(f"probe acc {100 * metrics['probe_accuracy']:.1f}%")
@@ -77,9 +81,13 @@ class Progress:
             f"emb std {metrics['embedding_std']:.4f}",
             f"lr {metrics['learning_rate']:.4g}",
             f"tau {metrics['tau']:.5f}",
-            f"{images_per_second:.1f} img/s",
-            f"ETA {format_duration(eta)}",
         ]
+        if self._started_up:
+            eta = (self.total_steps - step) * self.global_batch_size / max(images_per_second, 1e-9)
+            parts += [f"{images_per_second:.1f} img/s", f"ETA {format_duration(eta)}"]
+        else:  # an ETA from this interval would be minutes too long
+            parts.append(f"{images_per_second:.1f} img/s incl. start-up")
+            self._started_up = True
         self.print_fn(" | ".join(parts))
         return images_per_second
 
