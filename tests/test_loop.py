@@ -115,7 +115,7 @@ def test_sigterm_saves_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
-@pytest.mark.slow  # about 35 s; XLA steps are also checked one by one in test_step, test_ema and test_reference_update
+@pytest.mark.slow  # about 35 s; XLA updates are also checked against the reference in test_reference_update (and the EMA in test_ema)
 def test_xla_compiled_step_matches_the_traced_step(tmp_path):
     eager = _train(tiny_config(max_steps=2), tmp_path / "a")
     xla = _train(tiny_config(max_steps=2, jit_compile=True), tmp_path / "b")

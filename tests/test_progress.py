@@ -52,7 +52,7 @@ def test_log_prints_a_line_with_throughput_and_eta(tmp_path, monkeypatch):
     log = progress.Progress(str(tmp_path), total_steps=314, global_batch_size=8, print_fn=lines.append)
     log.start(10)
     clock.now = 102.0
-    # 4 steps of 8 images in 2 s: 16 img/s; 300 steps left = 2400 images = 150 s.
+    # 4 steps of 8 images in 2 s: 16 img/s, an interval that includes start-up.
     assert log.log(14, _metrics(probe_accuracy=0.5)) == pytest.approx(16.0)
     assert lines == [  # the first interval includes tracing: no ETA from it
         "step 14/314 | loss 0.1235 | probe acc 50.0% | emb std 0.0312 | lr 0.001234 | tau 0.99600 | 16.0 img/s incl. start-up"
@@ -61,6 +61,9 @@ def test_log_prints_a_line_with_throughput_and_eta(tmp_path, monkeypatch):
     clock.now = 102.5
     assert log.log(16, _metrics()) == pytest.approx(32.0)
     assert lines[1] == "step 16/314 | loss 0.1235 | emb std 0.0312 | lr 0.001234 | tau 0.99600 | 32.0 img/s | ETA 1m14s"
+    clock.now = 103.0  # the last step: nothing left
+    log.log(314, _metrics())
+    assert lines[2].endswith("ETA 0m00s")
 
 
 def test_log_omits_a_nan_probe_accuracy_and_leaves_the_metrics_alone(tmp_path):
