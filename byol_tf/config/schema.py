@@ -153,6 +153,9 @@ def default_config():
         # results in the progress lines, TensorBoard (eval/<protocol>_top1) and eval/<protocol>.json.
         every_steps=0,
         during="knn",
+        # With every_steps > 0, also evaluate the run's initial weights before the first step
+        # (batch-norm statistics calibrated on training images): the curve's starting point.
+        at_start=True,
         compare_random_init=False,  # ... and the same for a random encoder (eval/<protocol>_random_init.json)
         batch_size=256,  # feature extraction and test batches
         data=dict(

@@ -121,10 +121,15 @@ def random_init(workdir, config, run_config=None, strategy=None, calibration_exa
         encoder = builders.build_model(run_config, None, sync_batch_norm=False).online_encoder
     data = schema.eval_data(config, run_config)
     context = Context(workdir, encoder, 0, data, strategy, int(config.evals.batch_size), "random init")
-    examples = labelled.labelled_examples(data, data.train_split, shuffle_seed=config.seed)[0]
-    crops = labelled.center_crops(examples, context.image_size, data.eval_crop_fraction, calibration_examples)
-    calibrate_batch_norm(encoder, next(iter(crops))["image"])
+    calibrate_batch_norm(encoder, calibration_images(data, config.seed, calibration_examples))
     return context
+
+
+def calibration_images(data, seed, count=512):
+    """`count` seeded centre crops of `data`'s training split, `[count, S, S, 3]` in `[0, 255]`."""
+    examples = labelled.labelled_examples(data, data.train_split, shuffle_seed=seed)[0]
+    crops = labelled.center_crops(examples, int(data.image_size), data.eval_crop_fraction, count)
+    return next(iter(crops))["image"]
 
 
 def calibrate_batch_norm(encoder, images):

@@ -308,7 +308,8 @@ def _run(config, built, *, loop, iterator, checkpointer, log, stop, strategy, ev
     if step != last_saved:
         last_saved = save()
     if evaluations and evaluations.count:
-        log.print_fn(evaluations.summary(time.perf_counter() - started))
+        for line in evaluations.summary(time.perf_counter() - started):
+            log.print_fn(line)
     if stop.requested:
         log.print_fn(f"Stopped at step {step} ({stop.reason}); {_saved_state(checkpointer.latest, step)}. "
                      "Run the same command to resume.")

@@ -11,6 +11,14 @@ The training loop saves a checkpoint at every evaluation step first, so the
 score is that of a checkpoint on disk, and an evaluation cut short by SIGTERM
 or a kill is redone when the run resumes (`pending`).
 
+With `evals.at_start` (the default) the run's initial weights are evaluated
+too, before the first step, their batch-norm statistics calibrated on 512
+training images (as `evals.compare_random_init` does for its random encoder:
+a fresh encoder's moving mean 0 / variance 1 normalizes nothing). That score
+is the floor of the run's curve: each later progress line says how far above
+it the encoder is. Unlike the other steps it has no checkpoint: the seed makes
+the initialization.
+
 Each result goes to a progress line, to TensorBoard (`eval/<protocol>_top1`,
 `eval/<protocol>_top5`, `eval/<protocol>_seconds` in `<workdir>/train`, at
 the training step), to `<workdir>/eval/<protocol>.json` (the newest, the
@@ -77,6 +85,7 @@ class PeriodicEvaluations:
         self._data = schema.eval_data(config, config)
         # In a cluster the chief evaluates alone: on its own devices, outside the cluster's strategy.
         self._strategy = strategy if distribute.num_workers(strategy) == 1 else tf.distribute.get_strategy()
+        self.at_start = bool(config.evals.get("at_start", False))
         self._encoder = None
         self._done = {protocol: {r["checkpoint_step"] for r in read_history(workdir, protocol)}
                       for protocol in self.protocols}
@@ -89,8 +98,10 @@ class PeriodicEvaluations:
         return cls(config, workdir, model, strategy, total_steps, log)
 
     def due(self, step):
-        """Whether `step` is an evaluation step: a multiple of `every_steps`, or the last step."""
-        return step > 0 and (step % self.every_steps == 0 or step == self.total_steps)
+        """Whether `step` is an evaluation step: a multiple of `every_steps`, the last step, or 0 (`at_start`)."""
+        if step == 0:
+            return self.at_start
+        return step % self.every_steps == 0 or step == self.total_steps
 
     def next_step(self, step):
         """The first evaluation step after `step`."""
@@ -112,8 +123,12 @@ class PeriodicEvaluations:
             The results written, `{}` when `should_stop` cut it short.
         """
         started = time.perf_counter()
-        context = context_lib.Context(self.workdir, self._copy_weights(), step, self._data, self._strategy,
-                                      int(self.config.evals.batch_size), should_stop=should_stop)
+        encoder, variant = self._copy_weights(), ""
+        if step == 0:  # the initialization: BN statistics of training images, not the fresh 0 / 1
+            context_lib.calibrate_batch_norm(encoder, context_lib.calibration_images(self._data, self.config.seed))
+            variant = "initial weights, BN statistics calibrated"
+        context = context_lib.Context(self.workdir, encoder, step, self._data, self._strategy,
+                                      int(self.config.evals.batch_size), variant=variant, should_stop=should_stop)
         written = {}
         try:
             for protocol in self.protocols:
@@ -129,11 +144,19 @@ class PeriodicEvaluations:
         return written
 
     def summary(self, wall_seconds):
-        """One line: how many evaluations ran and their share of `wall_seconds`."""
+        """Lines: how many evaluations ran and their share of `wall_seconds`, then each protocol's first and last score."""
         share = 100 * self.seconds / max(wall_seconds, 1e-9)
-        return (f"Evaluations during training ({', '.join(self.protocols)} every {self.every_steps} steps): "
-                f"{self.count} in {progress.format_duration(self.seconds)}, {share:.1f}% of this "
-                f"process's {progress.format_duration(wall_seconds)}.")
+        lines = [f"Evaluations during training ({', '.join(self.protocols)} every {self.every_steps} steps): "
+                 f"{self.count} in {progress.format_duration(self.seconds)}, {share:.1f}% of this "
+                 f"process's {progress.format_duration(wall_seconds)}."]
+        for protocol in self.protocols:
+            history = read_history(self.workdir, protocol)
+            if len(history) > 1:
+                first, last = history[0], history[-1]
+                lines.append(f"  {protocol} top-1: {100 * first['top1']:.1f}% at step {first['checkpoint_step']} -> "
+                             f"{100 * last['top1']:.1f}% at step {last['checkpoint_step']} "
+                             f"({100 * (last['top1'] - first['top1']):+.1f} points)")
+        return lines
 
     def _copy_weights(self):
         """The float32 evaluation encoder, holding the online encoder's current weights."""
@@ -157,6 +180,13 @@ class PeriodicEvaluations:
         results.write(result, directory.eval_path(self.workdir, protocol))
         self._done[protocol].add(step)
         self.log.scalars(step, summaries.result_scalars(protocol, result))
-        self.log.print_fn(f"eval {protocol} at step {step}: top-1 {100 * result['top1']:.1f}% | "
+        start = next((r for r in history if r["checkpoint_step"] == 0), None)
+        if step == 0:
+            versus = " (initial weights)"
+        elif start is not None:
+            versus = f" ({100 * (result['top1'] - start['top1']):+.1f} over step 0)"
+        else:
+            versus = ""
+        self.log.print_fn(f"eval {protocol} at step {step}: top-1 {100 * result['top1']:.1f}%{versus} | "
                           f"top-5 {100 * result['top5']:.1f}% | {result['eval_examples']} "
                           f"{self._data.eval_split} images | {result['seconds']:.1f} s")
