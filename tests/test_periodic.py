@@ -20,7 +20,9 @@ from byol_tf.evaluation import features
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import runner
 from byol_tf.run import directory
+from byol_tf.evaluation import linear
 from byol_tf.training import loop
+from byol_tf.training import pretrain
 from byol_tf.training import periodic
 from byol_tf.training import progress
 from helpers.configs import tiny_config
@@ -204,3 +206,28 @@ def test_an_evaluation_cut_short_is_redone_on_resume(tmp_path, monkeypatch):
     assert result.step == 6 and _steps(tmp_path) == [3, 6]
     assert [line for line in lines if line.startswith("step ")] == []  # nothing trained
     assert any(line.startswith("eval knn at step 6") for line in lines)
+
+
+def test_linear_during_training_is_the_end_of_run_linear_without_running_it_twice(tmp_path, monkeypatch):
+    config = _config(during="linear", at_end="linear")
+    config.evals.linear.update(cache_features=True, epochs=3, batch_size=256)
+    config.evals.compare_random_init = False
+    runs = []
+    run_linear = linear.run
+    monkeypatch.setattr(linear, "run", lambda *args, **kwargs: runs.append(1) or run_linear(*args, **kwargs))
+    monkeypatch.setitem(runner.PROTOCOL_FNS, "linear", linear.run)
+    lines = []
+    result = pretrain.run(config, str(tmp_path), print_fn=lines.append)
+    assert _steps(tmp_path, "linear") == [0, 3, 6] and len(runs) == 3  # steps 0, 3, 6; none at the end
+    final = result.evaluations["linear"]
+    assert final["checkpoint_step"] == 6
+    assert any(line.startswith("linear at step 6: evaluated during training at this step") for line in lines)
+    # It is what byol_tf.evaluate prints for the final checkpoint, and it is in the eval run of TensorBoard.
+    got = runner.evaluate_run("linear", str(tmp_path), config, output=str(tmp_path / "check.json"),
+                              print_fn=lambda s: None)
+    assert (got["top1"], got["top5"], got["checkpoint_step"]) == (final["top1"], final["top5"], 6)
+    events = tf.io.gfile.glob(os.path.join(str(tmp_path), directory.EVAL_DIRNAME, "events.out.tfevents.*"))
+    written = [(e.step, float(tf.make_ndarray(v.tensor))) for path in events
+               for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value
+               if v.tag == "eval/linear_top1"]
+    assert written == [(6, pytest.approx(final["top1"]))]

@@ -184,7 +184,7 @@ def _train(config, workdir, strategy, info, listing, print_fn):
                                  log=log, stop=stop, strategy=strategy, evaluations=evaluations)
             exit_code = stop.exit_code
     return TrainResult(model=model, step=step, metrics=metrics, plan=run_plan, info=info, exit_code=exit_code,
-                       checkpoint=checkpointer.latest)
+                       checkpoint=checkpointer.latest, periodic=evaluations.results_at(step) if evaluations else {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +204,9 @@ class TrainResult:
             fills it). Defaults to `{}`.
         checkpoint: the newest checkpoint's path after the run, `None`
             when there is none. Defaults to `None`.
+        periodic: `{protocol: result}` of the evaluations during training at
+            `step` that this process ran (`byol_tf.training.periodic`).
+            Defaults to `{}`.
     """
 
     model: object
@@ -214,6 +217,7 @@ class TrainResult:
     exit_code: int = 0
     evaluations: dict = dataclasses.field(default_factory=dict)
     checkpoint: object = None
+    periodic: dict = dataclasses.field(default_factory=dict)
 
     @property
     def saved_state(self):

@@ -82,6 +82,7 @@ class PeriodicEvaluations:
         self.total_steps = int(total_steps)
         self.seconds = 0.0  # spent evaluating in this process
         self.count = 0
+        self.results = {}  # {(protocol, step): result} evaluated by this process
         self._data = schema.eval_data(config, config)
         # In a cluster the chief evaluates alone: on its own devices, outside the cluster's strategy.
         self._strategy = strategy if distribute.num_workers(strategy) == 1 else tf.distribute.get_strategy()
@@ -136,12 +137,16 @@ class PeriodicEvaluations:
                     continue
                 result = runner.PROTOCOL_FNS[protocol](context, self.config, 0, [])
                 self._record(protocol, result)
-                written[protocol] = result
+                written[protocol] = self.results[protocol, step] = result
         except features.Interrupted:
             logging.info("The evaluation at step %d was interrupted; it runs again when the run resumes.", step)
         self.seconds += time.perf_counter() - started
         self.count += bool(written)
         return written
+
+    def results_at(self, step):
+        """`{protocol: result}` of `step` evaluated by this process (e.g. the last step's, for the end of the run)."""
+        return {protocol: result for (protocol, at), result in self.results.items() if at == step}
 
     def summary(self, wall_seconds):
         """Lines: how many evaluations ran and their share of `wall_seconds`, then each protocol's first and last score."""

@@ -1,12 +1,14 @@
 """One library call per pretraining run: train, then the end-of-run evaluations (`config.evals.at_end`)."""
 
 import dataclasses
+import os
 
 from byol_tf.config import schema
 from byol_tf.data import checks
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
+from byol_tf.evaluation import summaries
 from byol_tf.run import directory
 from byol_tf.training import collapse
 from byol_tf.training import distribute
@@ -25,7 +27,9 @@ def run(config, workdir, tpu=None, print_fn=print):
     `<workdir>/eval/<protocol>.json`; with `config.evals.compare_random_init`
     a random-init encoder of the same architecture (batch-norm statistics
     calibrated on training images) is evaluated too
-    (`<workdir>/eval/<protocol>_random_init.json`). Nothing is evaluated
+    (`<workdir>/eval/<protocol>_random_init.json`). A protocol this process
+    already evaluated at the last step during training (`evals.during`) is
+    taken from there, not run twice. Nothing is evaluated
     when a signal stopped the run (`result.exit_code`) or its data has no
     labels. In a multi-worker cluster only the chief evaluates (on its own
     devices, after training); the other workers return the training result.
@@ -56,14 +60,30 @@ def run(config, workdir, tpu=None, print_fn=print):
         if not distribute.is_chief(strategy):
             return result
         strategy = distribute.local_strategy()
-    evaluations = evaluate_all(
-        protocols, lambda: context_lib.from_run(workdir, config, result.step, strategy), config, print_fn)
+    # A protocol also evaluated during training at this last step, by this process, is not run twice:
+    # the same code on the same weights gives the same numbers (tests/test_periodic.py).
+    evaluations = {p: reuse(p, result.periodic[p], workdir, print_fn) for p in protocols if p in result.periodic}
+    evaluations.update(evaluate_all(
+        [p for p in protocols if p not in evaluations],
+        lambda: context_lib.from_run(workdir, config, result.step, strategy), config, print_fn))
     if config.evals.compare_random_init:
         evaluations.update(evaluate_all(
             protocols, lambda: context_lib.random_init(workdir, config, strategy=strategy), config, print_fn,
             suffix="_random_init"))
     print_fn(results.format_table(list(evaluations.values())))
     return dataclasses.replace(result, evaluations=evaluations)
+
+
+def reuse(protocol, result, workdir, print_fn=print):
+    """An end-of-run `protocol` result taken from the evaluation during training at the last step.
+
+    `<workdir>/eval/<protocol>.json` already holds it; its scalars go to
+    TensorBoard's `eval` run as `byol_tf.evaluate`'s would.
+    """
+    path = directory.eval_path(workdir, protocol)
+    summaries.write_result(os.path.dirname(path), protocol, result)
+    print_fn(f"{protocol} at step {result['checkpoint_step']}: evaluated during training at this step ({path}).")
+    return dict(result, output=path)
 
 
 def evaluate_all(protocols, make_context, config, print_fn=print, suffix=""):
