@@ -27,6 +27,7 @@ import math
 import time
 
 import keras
+import numpy as np
 
 from byol_tf.data import labelled
 from byol_tf.evaluation import classifier
@@ -77,11 +78,21 @@ def train_on_features(train_features, train_labels, test_features, test_labels, 
     )
     history = head.fit(x_train, train_labels, batch_size=section.batch_size, epochs=section.epochs,
                        shuffle=True, verbose=0, callbacks=callbacks)
-    test_logits = head.predict(x_test, batch_size=1024, verbose=0)
-    train_logits = head.predict(x_train, batch_size=1024, verbose=0)
+    test_logits, train_logits = _logits(head, x_test), _logits(head, x_train)
     return dict(metrics.accuracies(test_logits, test_labels, num_classes),
                 train_top1=metrics.topk_accuracy(train_logits, train_labels, 1),
                 loss=[float(v) for v in history.history["loss"]])
+
+
+def _logits(head, x, chunk=16384):
+    """`head`'s logits of the rows of `x`, in chunks: direct calls, not `Model.predict`.
+
+    `predict` builds a tf.function per head and retraces it for each batch
+    shape, which TensorFlow warns about when a run trains a head at every
+    evaluation (`evals.during=linear`); a Dense layer needs none of that.
+    """
+    return np.concatenate([keras.ops.convert_to_numpy(head(x[i:i + chunk], training=False))
+                           for i in range(0, max(len(x), 1), chunk)])
 
 
 def splits(data, holdout=0, seed=0):
