@@ -25,6 +25,22 @@ def test_report_adds_up(capsys):
     assert math.isclose(r["tpu_share"], evaluation / (evaluation + 10 * 16 * counts["step_per_image"]))
     text = evaluation_cost.format_report(r)
     assert "ResNet-18 x0.25 at 32 px" in text and f"{100 * r['share']:.1f}% on this machine" in text
+    assert r["protocols"] == "knn" and r["linear_seconds"] == 0 and "linear head" not in text
+
+
+@pytest.mark.slow  # builds and times a model: ~30 s
+def test_a_linear_evaluation_adds_its_head():
+    config = tiny_config()
+    config.evals.during = "linear"
+    config.evals.linear.update(cache_features=True, epochs=4, batch_size=256)
+    r = evaluation_cost.measure(config, every_steps=10, train_examples=300, eval_examples=100, steps=1, repeats=1,
+                                print_fn=lambda s: None)
+    assert r["knn_seconds"] == 0 and r["linear_seconds"] > 0 and r["linear_epochs"] == 4
+    assert math.isclose(r["evaluation_seconds"], 400 / r["features_per_sec"] + r["linear_seconds"])
+    counts = flops.byol_flops(builders.build_model(config, None))
+    evaluation = 400 * counts["encoder_fwd"] + 6 * 300 * 128 * 10 * 4
+    assert math.isclose(r["tpu_share"], evaluation / (evaluation + 10 * 16 * counts["step_per_image"]))
+    assert "linear head" in evaluation_cost.format_report(r)
 
 
 def test_a_large_search_is_timed_on_part_of_the_queries_and_scaled(monkeypatch):

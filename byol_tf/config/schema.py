@@ -264,7 +264,12 @@ def at_end_protocols(config):
 
 def periodic_protocols(config):
     """The protocols evaluated during pretraining (`evals.during`); `()` when `evals.every_steps` is 0."""
-    return _protocol_list(config.evals.during) if config.evals.get("every_steps", 0) else ()
+    return during_protocols(config) if config.evals.get("every_steps", 0) else ()
+
+
+def during_protocols(config):
+    """The protocols named by `evals.during`, whether or not `evals.every_steps` turns them on."""
+    return _protocol_list(config.evals.during)
 
 
 def _protocol_list(value):
