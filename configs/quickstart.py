@@ -33,7 +33,7 @@ the quickstart's values"):
   and +6.2 of kNN (5 of 5). The paper uses a 10x predictor to rescue
   tau = 0 (its ablations, `--config=ablations:predictor_lr10`); Tian et al.
   2021 ("Understanding self-supervised learning dynamics without contrastive
-  pairs") find a faster predictor helps BYOL generally;
+  pairs") study the predictor's relative learning rate;
 - kNN with k = 20 (not 200): the bank holds 200 images per class, and
   k = 200 averaged over a whole class (half the margin on the same
   checkpoints);
