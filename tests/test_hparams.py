@@ -63,7 +63,7 @@ def test_flatten_and_differing_keys():
     assert flat["augment.area_range"] == str(tuple(config.augment.area_range))
     assert hparams.flatten({"a": {"b": None, "c": [1, 2]}, "d": 0.5}) == {"a.b": "None", "a.c": "[1, 2]", "d": 0.5}
     other = tiny_config()
-    other.optimizer.lr_multipliers = {"predictor": 10.0}
+    other.optimizer.lr_multipliers = {"predictor": 5.0}  # the quickstart's is 10
     other.seed = 3
     assert hparams.differing_keys([config, other, config]) == ["optimizer.lr_multipliers.predictor", "seed"]
 
@@ -119,7 +119,7 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     lr2.optimizer.base_learning_rate = 2 * base.optimizer.base_learning_rate
     no_predictor = tiny_config()
     no_predictor.model.use_predictor = False
-    no_predictor.optimizer.lr_multipliers = {"predictor": 10.0}
+    no_predictor.optimizer.lr_multipliers = {"predictor": 1.0}  # the quickstart's is 10
     configs = {"base_s0": base, "lr2_s0": lr2, "no_predictor_s0": no_predictor}
     hparams.record_run(os.path.join(root, "base_s0"), base)  # a run recorded alone before, its own experiment
     keys = hparams.record_experiment(root, configs)
@@ -141,12 +141,12 @@ def test_a_sweep_is_one_experiment_with_the_differing_keys(tmp_path):
     domain = lambda name: [getattr(v, v.WhichOneof("kind")) for v in infos[name].domain_discrete.values]
     assert domain("optimizer.base_learning_rate") == [base.optimizer.base_learning_rate, lr2.optimizer.base_learning_rate]
     assert domain("model.use_predictor") == [False, True]
-    assert domain("optimizer.lr_multipliers.predictor") == [10.0]
+    assert domain("optimizer.lr_multipliers.predictor") == [1.0, 10.0]
     assert domain("seed") == [0] and infos["seed"].type == api_pb2.DATA_TYPE_FLOAT64
     assert domain("model.norm") == [base.model.norm] and infos["model.norm"].type == api_pb2.DATA_TYPE_STRING
     assert sorted(groups) == sorted(configs)
     assert _values(groups["lr2_s0"])["optimizer.base_learning_rate"] == lr2.optimizer.base_learning_rate
     assert _values(groups["no_predictor_s0"])["model.use_predictor"] is False
-    assert _values(groups["no_predictor_s0"])["optimizer.lr_multipliers.predictor"] == 10.0
-    assert "optimizer.lr_multipliers.predictor" not in _values(groups["base_s0"])
+    assert _values(groups["no_predictor_s0"])["optimizer.lr_multipliers.predictor"] == 1.0
+    assert _values(groups["base_s0"])["optimizer.lr_multipliers.predictor"] == 10.0
     assert _metrics(groups["lr2_s0"]) == {("train", "loss"): (5, 6.0)}

@@ -30,7 +30,7 @@ from helpers.configs import tiny_config
 
 def _config(**evals):
     config = tiny_config(max_steps=6, steps_per_loop=2, log_every_steps=2)
-    config.evals.update(every_steps=3, **evals)
+    config.evals.update(**{"every_steps": 3, "during": "knn", **evals})  # the quickstart watches linear
     config.evals.knn.update(k=10, max_train_examples=400)
     return config
 
