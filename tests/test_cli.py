@@ -104,6 +104,7 @@ def test_unusable_workdir(tmp_path, workdir, words):
     assert line.startswith(f"error: --workdir={tmp_path / workdir}") and words in line
 
 
+@pytest.mark.slow  # ~25 s; in the default suite test_loop's SIGTERM tests cover the loop's stop and exit code
 def test_sigterm_mid_loop_saves_and_exits_143_without_final_results(tmp_path):
     # One long loop call (50 steps of ~0.1 s): the stop must not wait for its end.
     workdir = tmp_path / "run"

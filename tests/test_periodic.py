@@ -157,13 +157,13 @@ def test_a_start_evaluation_cut_short_is_redone_before_training(tmp_path, monkey
 
     monkeypatch.setattr(features, "extract_features", sigterm_at_first_batch)
     lines = []
-    result = loop.run(_config(), str(tmp_path), print_fn=lines.append)
+    result = loop.run(_config(every_steps=6), str(tmp_path), print_fn=lines.append)
     assert (result.step, result.exit_code) == (0, 128 + signal.SIGTERM)
     assert _steps(tmp_path) == [] and directory.checkpoint_steps(str(tmp_path)) == []
     assert any(line.startswith("Stopped at step 0 (SIGTERM); no checkpoint yet") for line in lines)
     lines = []
-    result = loop.run(_config(), str(tmp_path), print_fn=lines.append)
-    assert (result.step, result.exit_code) == (6, 0) and _steps(tmp_path) == [0, 3, 6]
+    result = loop.run(_config(every_steps=6), str(tmp_path), print_fn=lines.append)
+    assert (result.step, result.exit_code) == (6, 0) and _steps(tmp_path) == [0, 6]
     assert [line for line in lines if line.startswith(("eval ", "step "))][0].startswith("eval knn at step 0")
 
 
@@ -209,8 +209,8 @@ def test_an_evaluation_cut_short_is_redone_on_resume(tmp_path, monkeypatch):
 
 
 def test_linear_during_training_is_the_end_of_run_linear_without_running_it_twice(tmp_path, monkeypatch):
-    config = _config(during="linear", at_end="linear")
-    config.evals.linear.update(cache_features=True, epochs=3, batch_size=256)
+    config = _config(during="linear", at_end="linear", every_steps=6)
+    config.evals.linear.update(cache_features=True, epochs=3, batch_size=256, max_train_examples=400)
     config.evals.compare_random_init = False
     runs = []
     run_linear = linear.run
@@ -218,7 +218,7 @@ def test_linear_during_training_is_the_end_of_run_linear_without_running_it_twic
     monkeypatch.setitem(runner.PROTOCOL_FNS, "linear", linear.run)
     lines = []
     result = pretrain.run(config, str(tmp_path), print_fn=lines.append)
-    assert _steps(tmp_path, "linear") == [0, 3, 6] and len(runs) == 3  # steps 0, 3, 6; none at the end
+    assert _steps(tmp_path, "linear") == [0, 6] and len(runs) == 2  # steps 0 and 6; none at the end
     final = result.evaluations["linear"]
     assert final["checkpoint_step"] == 6
     assert any(line.startswith("linear at step 6: evaluated during training at this step") for line in lines)
