@@ -2,6 +2,7 @@
 
 import io
 import os
+import types
 
 import keras
 import ml_collections
@@ -12,6 +13,7 @@ import tensorflow_datasets as tfds
 from byol_tf.config import schema
 from byol_tf.data import labelled
 from byol_tf.data import sources
+from byol_tf.evaluation import classifier
 from byol_tf.evaluation import context
 from byol_tf.evaluation import linear
 from byol_tf.evaluation import results
@@ -123,6 +125,29 @@ def test_train_on_features_separable_clusters():
     assert result["train_top1"] > 0.95
 
 
+def test_the_compiled_head_loop_equals_model_fit_on_the_same_example_order():
+    # Keras' own loop (Model.fit, shuffle off, batches cut per epoch as fit cuts them) on the
+    # orders the compiled loop draws: the same weights and per-epoch mean losses.
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(70, 6)).astype("float32"), rng.integers(0, 3, 70)
+    section = ml_collections.ConfigDict(dict(epochs=3, batch_size=32, base_learning_rate=0.4, momentum=0.9,
+                                             nesterov=True, weight_decay=0.01))
+    keras.utils.set_random_seed(0)
+    trainer = linear._HeadTrainer(x, y, 3, section)
+    reference = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    reference.set_weights([w.numpy() for w in trainer.head.weights])
+    reference.compile(optimizer=classifier.sgd(0.4, 32, 9, 0.9, True, 0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    orders = [rng.permutation(70) for _ in range(3)]
+    losses = [trainer.epoch(order) for order in orders]
+    fit_losses = [reference.fit(x[order], y[order], batch_size=32, epochs=1, shuffle=False, verbose=0)
+                  .history["loss"][0] for order in orders]
+    np.testing.assert_allclose(losses, fit_losses, rtol=1e-5)
+    for ours, theirs in zip(trainer.head.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert losses[-1] < losses[0]
+
+
 def test_standardize_uses_training_statistics():
     train = np.array([[1.0, 10.0], [3.0, 30.0]])
     test = np.array([[2.0, 50.0]])
@@ -147,7 +172,8 @@ def test_cached_probe_uses_a_random_capped_subset_and_shares_features():
 def test_an_interrupted_linear_protocol_resumes_from_its_backup(tmp_path):
     workdir, tree = shared_run()
     config = tree_config(tree)
-    config.evals.linear.update(cache_features=True, epochs=4, batch_size=256)
+    # The augmented path (Model.fit), on a fifth of the labels to keep it short.
+    config.evals.linear.update(cache_features=False, epochs=4, batch_size=64, label_fraction=0.2)
     ctx = context.from_run(workdir, config)
 
     class Crash(keras.callbacks.Callback):
@@ -162,9 +188,24 @@ def test_an_interrupted_linear_protocol_resumes_from_its_backup(tmp_path):
     resumed = linear.run(ctx, config, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     assert len(resumed["history"]["loss"]) == 2  # epochs 3 and 4 only
     assert not os.path.exists(backup)  # removed once the protocol finished
-    # The runner gives every protocol its backup next to the result file.
-    result = runner.run_protocol("linear", ctx, config, output=str(tmp_path / "out" / "linear.json"), print_fn=len)
-    assert len(result["history"]["loss"]) == 4 and not os.path.exists(tmp_path / "out" / "linear.backup")
+
+
+def test_the_runner_gives_a_protocol_its_backup_next_to_the_result_file(tmp_path, monkeypatch):
+    seen = []
+
+    def protocol(ctx, config, verbose, callbacks):
+        seen.extend(callbacks)
+        return {"protocol": "linear", "top1": 0.5, "top5": 1.0, "checkpoint_step": 3, "dataset": "sample3",
+                "train_split": "train", "eval_split": "test", "train_examples": 6, "eval_examples": 3,
+                "num_classes": 3, "workdir": ctx.workdir, "epochs": 1}
+
+    monkeypatch.setitem(runner.PROTOCOL_FNS, "linear", protocol)
+    ctx = types.SimpleNamespace(step=3, variant="", workdir=str(tmp_path), data=types.SimpleNamespace(
+        name="sample3", train_split="train"))
+    runner.run_protocol("linear", ctx, schema.default_config(), output=str(tmp_path / "out" / "linear.json"),
+                        print_fn=len)
+    backups = [c for c in seen if isinstance(c, keras.callbacks.BackupAndRestore)]
+    assert len(backups) == 1 and backups[0].backup_dir == str(tmp_path / "out" / "linear.backup")
 
 
 def test_label_fraction_samples_each_class_of_the_training_part_only():

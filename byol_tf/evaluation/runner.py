@@ -48,7 +48,9 @@ def run_protocol(protocol, context, config, output=None, print_fn=print, verbose
     Training protocols resume after an interruption: Keras'
     `BackupAndRestore` keeps their state after every epoch in
     `<output>.backup/` (removed when the protocol finishes), so rerunning the
-    same command continues from the last finished epoch.
+    same command continues from the last finished epoch. The linear head on
+    cached features (`evals.linear.cache_features`) is the exception: it
+    trains in less time than its features take to compute, and starts again.
 
     Returns:
         The result dict written to the JSON file (see `results`), plus
