@@ -33,12 +33,17 @@ def _train(config, workdir, lines=None):
 
 
 def test_end_to_end_run(tmp_path, config, monkeypatch):
-    listed = []
+    listed, released = [], []
     list_image_folder = sources.list_image_folder
     monkeypatch.setattr(sources, "list_image_folder", lambda *a: listed.append(a) or list_image_folder(*a))
+    release = loop.release_in_background
+    monkeypatch.setattr(loop, "release_in_background",
+                        lambda holder: released.append((len(holder), release(holder))) or released[-1][1])
     lines = []
     result = _train(config, tmp_path, lines)
     assert result.step == 4
+    assert len(released) == 1 and released[0][0] == 1  # the input iterator, released off the main thread
+    released[0][1].join(60)
     assert len(listed) == 1  # the training folder is listed once, for the checks and the pipeline
     assert math.isfinite(result.metrics["loss"]) and 0.0 <= result.metrics["loss"] <= 8.0  # two terms, each in [0, 4]
     assert 0.0 <= result.metrics["probe_accuracy"] <= 1.0
@@ -59,6 +64,21 @@ def test_end_to_end_run(tmp_path, config, monkeypatch):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(restored.target_encoder.weights, model.target_encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_release_in_background_drops_the_last_reference_on_another_thread():
+    returned, deleted_on = threading.Event(), []
+
+    class SlowToDestroy:  # as a tf.data iterator whose autotuning thread sleeps
+        def __del__(self):
+            returned.wait(10)  # a synchronous release would wait here, then record the main thread
+            deleted_on.append(threading.current_thread().name)
+
+    holder = [SlowToDestroy()]
+    thread = loop.release_in_background(holder)
+    returned.set()
+    thread.join(10)
+    assert deleted_on == ["byol-input-release"] and holder == [] and thread.daemon
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
