@@ -48,8 +48,8 @@ the quickstart's values"):
 Batch 128 (64 and 256 did worse at equal images), tau_base 0.97, the
 1024-128 heads, width x0.25 and the linear protocol's settings were tried
 against alternatives and kept. Runs are not bit-reproducible (parallel
-input pipeline): on the test images nine runs ended +4 to +15 points
-over random weights, +9.5 on average (README, docs/experiments.md).
+input pipeline): on the test images thirteen runs ended +4 to +15
+points over random weights, +9.0 on average (README, docs/experiments.md).
 
 Everything else is the recipe: LARS, warmup + cosine lr, cosine target decay
 (tau_base 0.97 as the paper's shortest preset), the two asymmetric views
