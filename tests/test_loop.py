@@ -33,17 +33,22 @@ def _train(config, workdir, lines=None):
 
 
 def test_end_to_end_run(tmp_path, config, monkeypatch):
-    listed, released = [], []
+    listed, released, threads = [], [], []
     list_image_folder = sources.list_image_folder
     monkeypatch.setattr(sources, "list_image_folder", lambda *a: listed.append(a) or list_image_folder(*a))
     release = loop.release_in_background
-    monkeypatch.setattr(loop, "release_in_background",
-                        lambda holder: released.append((len(holder), release(holder))) or released[-1][1])
+
+    def record_release(holder):
+        released.append(len(holder))
+        threads.append(release(holder))
+        return threads[-1]
+
+    monkeypatch.setattr(loop, "release_in_background", record_release)
     lines = []
     result = _train(config, tmp_path, lines)
     assert result.step == 4
-    assert len(released) == 1 and released[0][0] == 1  # the input iterator, released off the main thread
-    released[0][1].join(60)
+    assert released == [1]  # the input iterator, released off the main thread
+    threads[0].join(60)
     assert len(listed) == 1  # the training folder is listed once, for the checks and the pipeline
     assert math.isfinite(result.metrics["loss"]) and 0.0 <= result.metrics["loss"] <= 8.0  # two terms, each in [0, 4]
     assert 0.0 <= result.metrics["probe_accuracy"] <= 1.0
