@@ -1,4 +1,9 @@
-"""Tests of byol_tf.training.precision: `auto` resolution from CPU flags, the dtype-policy block."""
+"""Tests of byol_tf.training.precision: `auto` resolution from CPU flags and oneDNN, the dtype-policy block."""
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import pytest
@@ -43,6 +48,40 @@ def test_unreadable_cpuinfo_means_no_native_bfloat16(tmp_path):
 ])
 def test_auto_resolution(cpuinfo, text, on_tpu, expected):
     assert precision.resolve_precision("auto", on_tpu=on_tpu, cpuinfo_path=cpuinfo(text)) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, "mixed_bfloat16"), ("1", "mixed_bfloat16"), ("true", "mixed_bfloat16"),
+    ("0", "float32"), ("false", "float32"), (" False ", "float32"),
+])
+def test_auto_is_float32_on_a_bf16_cpu_when_onednn_is_switched_off(cpuinfo, value, expected):
+    environ = {} if value is None else {precision.ONEDNN_SWITCH: value}
+    assert precision.resolve_precision("auto", cpuinfo_path=cpuinfo(ZEN4), environ=environ) == expected
+    # a TPU and an explicit choice do not depend on the CPU's kernels
+    assert precision.resolve_precision("auto", on_tpu=True, cpuinfo_path=cpuinfo(ZEN4), environ=environ) == \
+        "mixed_bfloat16"
+    assert precision.resolve_precision("mixed_bfloat16", cpuinfo_path=cpuinfo(ZEN4), environ=environ) == \
+        "mixed_bfloat16"
+
+
+def test_deterministic_mode_makes_auto_float32_on_a_bf16_cpu(cpuinfo, tmp_path):
+    """`cli.prepare_tensorflow` switches oneDNN off before TensorFlow loads; `auto` then follows."""
+    program = textwrap.dedent(f"""
+        from byol_tf import cli
+        from byol_tf.config import schema
+        config = schema.default_config()
+        config.data.deterministic = True
+        cli.prepare_tensorflow(config)  # as `byol_tf.train` does, before the library loads TensorFlow
+        from byol_tf.training import precision
+        cpuinfo = {cpuinfo(ZEN4)!r}
+        print(precision.resolve_precision("auto", cpuinfo_path=cpuinfo, environ={{}}))  # oneDNN on
+        print(precision.resolve_precision("auto", cpuinfo_path=cpuinfo))  # this process
+    """)
+    env = {k: v for k, v in os.environ.items() if k != precision.ONEDNN_SWITCH}
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["mixed_bfloat16", "float32"]
 
 
 def test_auto_without_cpuinfo_is_float32(tmp_path):
@@ -104,7 +143,8 @@ def test_nested_blocks_restore_their_own_previous_policy():
     assert _policy() == "mixed_float16"
 
 
-def test_auto_block_uses_the_resolved_policy():
+def test_auto_block_uses_the_resolved_policy(monkeypatch):
+    monkeypatch.delenv(precision.ONEDNN_SWITCH, raising=False)
     keras.config.set_dtype_policy("float32")
     with precision.dtype_policy("auto", on_tpu=True) as name:
         assert name == "mixed_bfloat16" and _policy() == "mixed_bfloat16"

@@ -15,7 +15,7 @@ host core) and the projected BYOL throughput per TPU v3 core / v4 chip.
 
 By default the precisions this machine runs natively are timed (the
 `precision=auto` rule): float32, plus mixed_bfloat16 on CPUs with AMX-BF16 or
-AVX512-BF16. Elsewhere bfloat16 is emulated, many times slower, and timed only
+AVX512-BF16 (and oneDNN on). Elsewhere bfloat16 is emulated, many times slower, and timed only
 on request (`--precisions=float32,mixed_bfloat16`). Each phase runs in a fresh
 process and is stopped after `--phase_timeout` seconds; the table and the
 JSON report show what finished, and which phases were cut off or failed.
@@ -73,8 +73,9 @@ def default_precisions(on_tpu=False, cpuinfo_path=precision_lib.CPUINFO):
     """The precisions timed by default: float32, plus mixed_bfloat16 where it is native.
 
     The `precision="auto"` rule (`byol_tf.training.precision`): bfloat16 only
-    on TPUs and on CPUs with AMX-BF16 / AVX512-BF16; other CPUs emulate it,
-    so slowly that a bf16 phase can take many times as long as float32.
+    on TPUs and on CPUs with AMX-BF16 / AVX512-BF16 and oneDNN on; elsewhere
+    it is emulated, so slowly that a bf16 phase can take many times as long
+    as float32.
 
     Args:
         on_tpu: whether the steps run on a TPU. Defaults to `False`.

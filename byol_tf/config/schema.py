@@ -97,7 +97,8 @@ def default_config():
         shuffle_buffer=10_000,
         cache=False,  # keep encoded images in memory (small data sets)
         # True: exact input order (tf.data) and, through the commands, deterministic TensorFlow
-        # kernels (op determinism, oneDNN off; cli.prepare_tensorflow): bit-identical runs. Slower.
+        # kernels (op determinism, oneDNN off; cli.prepare_tensorflow): bit-identical runs. Slower
+        # (on a CPU, training.precision="auto" is then float32: bfloat16 is slow without oneDNN).
         deterministic=False,
         check_files=True,  # skip and count unreadable files when listing folders
         image_size=224,
