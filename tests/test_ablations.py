@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.training import loop
 from byol_tf.configs import ablations
 from byol_tf.configs import small_data
@@ -36,13 +37,13 @@ def test_each_ablation_changes_exactly_its_keys(name):
     base["evals.at_end"] = "linear,knn"
     config = ablations.get_config(name)
     config.data.data_dir = "/data/my_images"  # a folder source needs one
-    schema.validate(config)
+    validation.validate(config)
     config.data.data_dir = None
     changed = {k: v for k, v in _flat(config.to_dict()).items() if base.get(k) != v}
     assert changed == CHANGES[name]
     assert set(ablations.PAPER_TOP1) == set(ablations.ABLATIONS)
     smoke = ablations.get_config(f"{name},smoke")
-    schema.validate(smoke)
+    validation.validate(smoke)
     assert smoke.model.norm == config.model.norm and smoke.target.to_dict() == config.target.to_dict()
 
 

@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.evaluation import knn
 from byol_tf.evaluation import results
 from byol_tf.evaluation import runner
@@ -72,7 +73,7 @@ def test_knn_argument_errors():
     config = schema.default_config()
     config.evals.knn.weighting = "cosine"
     with pytest.raises(schema.ConfigError, match="config.evals.knn.weighting='cosine': use one of 'temperature'"):
-        schema.validate_evals(config)  # the allowed values are knn.WEIGHTINGS
+        validation.validate_evals(config)  # the allowed values are knn.WEIGHTINGS
 
 
 def test_knn_protocol_on_real_images_beats_chance():

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from byol_tf.byol import builders
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.evaluation import context as context_lib
 from byol_tf.evaluation import features
 from byol_tf.evaluation import knn
@@ -70,16 +71,16 @@ def test_bad_settings_are_config_errors(key, value, match):
     config = _config()
     config.evals[key] = value
     with pytest.raises(schema.ConfigError, match=match):
-        schema.validate(config)
+        validation.validate(config)
 
 
 def test_periodic_linear_needs_cached_features():
     config = _config(during="knn,linear")
     config.evals.linear.cache_features = False  # the augmented protocol: 80 epochs of views
     with pytest.raises(schema.ConfigError, match="evals.linear.cache_features=False: evaluations during"):
-        schema.validate(config)
+        validation.validate(config)
     config.evals.linear.cache_features = True
-    schema.validate(config)
+    validation.validate(config)
 
 
 def test_results_in_lines_history_tensorboard_and_equal_to_evaluate(tmp_path):

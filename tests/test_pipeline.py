@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from byol_tf.config import loading
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.augment import host
 from byol_tf.data import labelled
 from byol_tf.data import pipeline
@@ -96,7 +97,7 @@ def test_every_config_uses_the_reference_crop_sampler():
         config = schema.default_config()
         (config.evals.augment if section == "evals.augment" else config.augment).crop_sampler = "torch"
         with pytest.raises(schema.ConfigError, match=f"config.{section}.crop_sampler='torch'"):
-            schema.validate(config)
+            validation.validate(config)
 
 
 def test_pretrain_pipelines_see_different_data(tmp_path):

@@ -9,6 +9,7 @@ import keras
 import pytest
 
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.training import precision
 
 # Excerpts of real /proc/cpuinfo flag lines.
@@ -99,10 +100,10 @@ def test_every_precision_validates_and_others_do_not():
     config = schema.default_config()
     for name in precision.PRECISIONS:
         config.training.precision = name
-        schema.validate(config)
+        validation.validate(config)
     config.training.precision = "mixed_float16"
     with pytest.raises(schema.ConfigError, match="training.precision"):
-        schema.validate(config)
+        validation.validate(config)
 
 
 def _policy():

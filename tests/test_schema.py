@@ -4,6 +4,7 @@ import pytest
 
 from byol_tf.config import loading
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.configs import finetune_imagenet
 from byol_tf.configs import imagenet_resnet50
 
@@ -14,12 +15,12 @@ def test_configs_load_and_validate():
     for name, arg in [("quickstart", None), ("cifar10_resnet18", "200"), ("imagenet_resnet50", "1000"),
                       ("imagenet_resnet50_gn_ws", "300")]:
         config = loading.load(f"{name}:{arg}" if arg else name)
-        schema.validate(config)
+        validation.validate(config)
     budget = loading.load("cifar10_budget")
     with pytest.raises(schema.ConfigError, match="data_dir"):  # `byol_tf.experiments.budget` sets it
-        schema.validate(budget)
+        validation.validate(budget)
     budget.data.data_dir = "/data/cifar10"
-    schema.validate(budget)
+    validation.validate(budget)
 
 
 def test_imagenet_presets_applied():
@@ -62,13 +63,13 @@ def test_bad_values_name_the_key(key, value, words):
     section, name = key.split(".")
     config[section][name] = value
     with pytest.raises(schema.ConfigError, match=words):
-        schema.validate(config)
+        validation.validate(config)
 
 
 def test_no_count_or_fraction_of_the_schema_accepts_a_value_out_of_range():
     """Every count and size (negative step counts trained the full schedule) and every fraction."""
-    cases = [(key, minimum - 1, f"must be >= {minimum}") for key, minimum in schema._AT_LEAST.items()]
-    cases += [(key, 1.5, "must be in [0, 1]") for key in schema._IN_UNIT_INTERVAL]
+    cases = [(key, minimum - 1, f"must be >= {minimum}") for key, minimum in validation._AT_LEAST.items()]
+    cases += [(key, 1.5, "must be in [0, 1]") for key in validation._IN_UNIT_INTERVAL]
     cases += [("model.bn_epsilon", 0.0, "must be > 0"), ("training.max_steps", -5, "must be >= 0")]
     assert len(cases) > 35
     for key, value, words in cases:
@@ -79,7 +80,7 @@ def test_no_count_or_fraction_of_the_schema_accepts_a_value_out_of_range():
             section = section[part]
         section[name] = type(section[name])(value)
         with pytest.raises(schema.ConfigError) as error:
-            schema.validate(config)
+            validation.validate(config)
         assert str(error.value) == f"config.{key}={section[name]!r}: {words}", key
 
 
@@ -87,7 +88,7 @@ def test_batch_must_divide_across_replicas():
     config = schema.default_config()
     config.training.batch_size = 10
     with pytest.raises(schema.ConfigError) as info:
-        schema.validate(config, num_replicas=4)
+        validation.validate(config, num_replicas=4)
     message = str(info.value)
     assert "divisible by the 4 replicas" in message and "\n" not in message
 
@@ -96,7 +97,7 @@ def test_bad_view_config_is_reported_with_its_path():
     config = schema.default_config()
     config.augment.view2.solarize_prob = 2.0
     with pytest.raises(schema.ConfigError, match="augment.view2"):
-        schema.validate(config)
+        validation.validate(config)
 
 
 
@@ -110,7 +111,7 @@ def test_smallest_and_other_allowed_values_pass(key, value):
     config = schema.default_config()
     section, name = key.split(".")
     config[section][name] = value
-    schema.validate(config)
+    validation.validate(config)
 
 
 def test_image_size_limit_matches_the_model():
@@ -127,7 +128,7 @@ def test_image_size_limit_matches_the_model():
 def test_every_config_has_a_valid_smoke_variant(name):
     full = loading.load(name)
     smoke = loading.load(f"{name}:smoke")
-    schema.validate(smoke)
+    validation.validate(smoke)
     assert smoke.data.source == "sample" and smoke.data.image_size == 32 and smoke.training.max_steps == 4
     assert smoke.model.width_multiplier == 0.25 and smoke.training.precision == "float32"
     # What the config chose beyond sizes is kept.
@@ -190,7 +191,7 @@ def test_bad_evals_values_name_the_key(key, value, words):
         section = section[part]
     section[name] = value
     with pytest.raises(schema.ConfigError, match=words):
-        schema.validate(config)  # pretraining checks the evals too: before any work
+        validation.validate(config)  # pretraining checks the evals too: before any work
 
 
 def test_at_end_protocols_and_misspelt_evals_keys():
@@ -238,6 +239,6 @@ def test_the_schema_lists_the_choices_the_code_implements():
         refused = resnet.scaled_channels(64, width) < 1
         if refused:
             with pytest.raises(schema.ConfigError, match="width_multiplier"):
-                schema.validate(config)
+                validation.validate(config)
         else:
-            schema.validate(config)
+            validation.validate(config)

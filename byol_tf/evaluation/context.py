@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.run import checkpoints
 from byol_tf.data import labelled
 from byol_tf.evaluation import features
@@ -89,7 +90,7 @@ def from_run(workdir, config, step=None, strategy=None):
     Returns:
         A `Context`.
     """
-    schema.validate_evals(config)
+    validation.validate_evals(config)
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():

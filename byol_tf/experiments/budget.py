@@ -42,6 +42,7 @@ from absl import flags
 
 from byol_tf import cli
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.utils import tables
 from byol_tf.data import labelled
 from byol_tf.data import pipeline
@@ -154,7 +155,7 @@ def supervised_eval_config(config, batch_size, epochs, learning_rate, weight_dec
                            flip_prob=config.augment.flip_prob, crop_sampler=config.augment.crop_sampler)
     c.evals.finetune.update(label_fraction=1.0, epochs=epochs, batch_size=batch_size,
                             base_learning_rate=learning_rate, weight_decay=weight_decay, bn_training=True)
-    schema.validate_evals(c)
+    validation.validate_evals(c)
     return c
 
 

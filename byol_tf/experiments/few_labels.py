@@ -43,6 +43,7 @@ from absl import flags
 
 from byol_tf import cli
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.utils import tables
 from byol_tf.data import sources
 from byol_tf.evaluation import context as context_lib
@@ -113,7 +114,7 @@ def run(config, data_dir, workdir, minutes, fractions, subset_seed, finetune_ste
     """All phases; returns the results dict, or `None` when pretraining was stopped by a signal."""
     config = config.copy_and_resolve_references()
     config.data.update(source="folder", data_dir=data_dir)
-    schema.validate(config)
+    validation.validate(config)
     os.makedirs(workdir, exist_ok=True)
     paths, labels, classes = sources.list_image_folder(data_dir, config.data.train_split, config.data.check_files)
     sources.list_image_folder(data_dir, config.data.eval_split, config.data.check_files)

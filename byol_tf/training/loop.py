@@ -13,6 +13,7 @@ from absl import logging
 
 from byol_tf.byol import builders
 from byol_tf.config import schema
+from byol_tf.config import validation
 from byol_tf.data import checks
 from byol_tf.data import pipeline
 from byol_tf.data import sources
@@ -109,7 +110,7 @@ def run(config, workdir, strategy=None, print_fn=None):
         A `TrainResult` with the model, the final step and last metrics.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    schema.validate(config, num_replicas=strategy.num_replicas_in_sync)
+    validation.validate(config, num_replicas=strategy.num_replicas_in_sync)
     if not distribute.is_chief(strategy):  # reads the chief's workdir, writes nothing there
         with distribute.start_together(strategy):  # a failure of any worker before the first step stops all
             info, listing = _check_data(config)
