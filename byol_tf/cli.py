@@ -205,7 +205,9 @@ def prepare_tensorflow(config):
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    if imported and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+    from byol_tf.training import precision  # pylint: disable=import-outside-toplevel  (loads Keras: after the switch)
+
+    if imported and not precision.onednn_switched_off():
         from absl import logging  # pylint: disable=import-outside-toplevel
 
         logging.warning("data.deterministic: TensorFlow was imported before, so its oneDNN kernels stay on; "
