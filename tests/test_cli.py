@@ -150,3 +150,24 @@ def test_without_tensorflow_the_entry_points_name_the_extras(monkeypatch, capsys
     assert stopped.value.code == 2
     assert capsys.readouterr().err == ("error: no TensorFlow is installed: install byol_tf with one of its extras, "
                                        "pip install 'byol_tf[cpu]' (or [gpu], [tpu]).\n")
+
+
+def test_importing_the_packaged_commands_defines_no_flags(tmp_path):
+    """Benchmarks and experiments define their flags when run, so any of them imports beside another."""
+    program = (
+        "import importlib, pkgutil\n"
+        "from absl import flags\n"
+        "names = []\n"
+        "for package in ('byol_tf.benchmarks', 'byol_tf.experiments'):\n"
+        "    path = importlib.import_module(package).__path__\n"
+        "    names += [f'{package}.{m.name}' for m in pkgutil.iter_modules(path)]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "ours = {m: [f.name for f in fs] for m, fs in flags.FLAGS.flags_by_module_dict().items() if 'byol_tf' in m}\n"
+        "print(len(names), ours)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, defined = done.stdout.strip().split(" ", 1)
+    assert int(count) >= 10 and defined == "{}", done.stdout

@@ -27,6 +27,7 @@ evaluation images is not timed (the training images' pipeline has the same
 kind of cost, overlapped with the step).
 """
 
+import functools
 import time
 
 import numpy as np
@@ -37,18 +38,6 @@ from byol_tf.config import schema
 
 TPU_UTILIZATION = 0.4  # assumed MXU utilization of the projection (benchmarks.flops.tpu_projection's lower one)
 
-_CONFIG = cli.define_config_flag("quickstart", "The run's config.")
-_EVERY = flags.DEFINE_integer("every_steps", None, "Steps between evaluations; default: the config's "
-                              "evals.every_steps.", lower_bound=1)
-_TRAIN = flags.DEFINE_integer("train_examples", 2000, "Bank size: training images whose features are extracted.",
-                              lower_bound=1)
-_EVAL = flags.DEFINE_integer("eval_examples", 1000, "Evaluation images.", lower_bound=1)
-_CLASSES = flags.DEFINE_integer("num_classes", 10, "Classes of the data set (kNN votes, linear head).",
-                                lower_bound=2)
-_BATCH = flags.DEFINE_integer("batch", None, "Batch of the timed BYOL step; default: the config's "
-                              "(the share is computed at the config's batch).", lower_bound=1)
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed BYOL steps per repeat.", lower_bound=1)
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (medians are reported).", lower_bound=1)
 
 
 def features_per_second(encoder, image_size, batch_size, batches, repeats):
@@ -183,16 +172,32 @@ def format_report(r):
     ])
 
 
-def main(argv):
+def _define_flags():
+    """Defines the command's flags (when run: importing this module defines none); returns `--config`'s."""
+    flags.DEFINE_integer("every_steps", None, "Steps between evaluations; default: the config's evals.every_steps.",
+                         lower_bound=1)
+    flags.DEFINE_integer("train_examples", 2000, "Bank size: training images whose features are extracted.",
+                         lower_bound=1)
+    flags.DEFINE_integer("eval_examples", 1000, "Evaluation images.", lower_bound=1)
+    flags.DEFINE_integer("num_classes", 10, "Classes of the data set (kNN votes, linear head).", lower_bound=2)
+    flags.DEFINE_integer("batch", None, "Batch of the timed BYOL step; default: the config's "
+                         "(the share is computed at the config's batch).", lower_bound=1)
+    flags.DEFINE_integer("steps", 5, "Timed BYOL steps per repeat.", lower_bound=1)
+    flags.DEFINE_integer("repeats", 3, "Timed repeats (medians are reported).", lower_bound=1)
+    return cli.define_config_flag("quickstart", "The run's config.")
+
+
+def main(config_flag, argv):
     cli.check_args(argv)
-    config = _CONFIG.value
-    every = _EVERY.value or int(config.evals.every_steps)
+    f = flags.FLAGS
+    config = config_flag.value
+    every = f.every_steps or int(config.evals.every_steps)
     if not every:
         raise schema.ConfigError("config.evals.every_steps=0: pass --every_steps=N (steps between evaluations).")
-    report = measure(config, every, _TRAIN.value, _EVAL.value, _BATCH.value, _STEPS.value, _REPEATS.value,
-                     num_classes=_CLASSES.value)
+    report = measure(config, every, f.train_examples, f.eval_examples, f.batch, f.steps, f.repeats,
+                     num_classes=f.num_classes)
     print(format_report(report))
 
 
 if __name__ == "__main__":
-    cli.run(main, schema.USER_ERRORS)
+    cli.run(functools.partial(main, _define_flags()), schema.USER_ERRORS)
